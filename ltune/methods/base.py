@@ -1,0 +1,123 @@
+"""The small interface the trainer calls, shared by the four tuning methods.
+
+A method owns its trainable maps and head, and turns a batch of texts into
+label scores: ``label_scores(batch) -> (batch, K)``; the prediction is the argmax.
+Training goes through ``training_loss(batch)``.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+from ltune.backbone import Backbone
+from ltune.errors import LtuneError
+
+
+class TuningMethod(nn.Module, metaclass=abc.ABCMeta):
+    #: L-methods train on (text, label) pairs: the collator adds ``pair_labels`` and ``pair_targets``.
+    pair_training: bool = False
+
+    def __init__(self, backbone: Backbone, config, label_texts: list[str]):
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        self.label_texts = list(label_texts)
+        self.num_labels = len(label_texts)
+        if self.num_labels < 2:
+            raise LtuneError("a classification task needs at least two labels")
+
+    @abc.abstractmethod
+    def label_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores (batch, K) of every label for every text; higher is more likely."""
+
+    @abc.abstractmethod
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of one training batch."""
+
+    def eval_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss on held-out data, from the scores ``label_scores`` returned."""
+        return nn.functional.cross_entropy(scores, labels)
+
+    @abc.abstractmethod
+    def paper_trainable_params(self) -> int:
+        """The trainable-parameter count the paper's formula gives for this configuration."""
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changed: the method's maps and head, never the backbone."""
+        return {name: p.detach().cpu().contiguous() for name, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        expected = {name for name, p in self.named_parameters() if p.requires_grad}
+        if set(state) != expected:
+            missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise LtuneError(f"saved parameters do not match this method (missing {missing}, unexpected {unexpected})")
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+
+    def num_virtual_tokens(self) -> int:
+        """Positions this method puts in front of the text (for the position-limit check)."""
+        return 0
+
+
+class LabelConditioned(TuningMethod):
+    """Shared by L-prefix and L-prompt: a binary pair scorer over cached label encodings.
+
+    The label texts are encoded once by the frozen model (eval mode, no grad) and kept
+    as buffers; ``config.reencode_labels=true`` re-encodes them on every training
+    step as the reference code does (an ablation for benchmarks, never the default).
+    The head C is a 2-way linear map without bias on the pooled output (2*d parameters);
+    the pair logit is the difference of its two outputs.
+    """
+
+    pair_training = True
+
+    def __init__(self, backbone: Backbone, config, label_texts: list[str]):
+        super().__init__(backbone, config, label_texts)
+        device = next(backbone.model.parameters()).device
+        label_batch = {k: v.to(device) for k, v in backbone.label_batch(self.label_texts, config.get("label_length")).items()}
+        self.register_buffer("label_ids", label_batch["input_ids"], persistent=False)  # (K, l)
+        self.register_buffer("label_mask", label_batch["attention_mask"].bool(), persistent=False)  # (K, l)
+        was_training = backbone.model.training
+        backbone.model.eval()
+        with torch.no_grad():
+            states = backbone.encode_label_batch(label_batch)
+        backbone.model.train(was_training)
+        self.register_buffer("label_states", states, persistent=False)  # (K, l, d)
+        self.head = nn.Linear(backbone.hidden_size, 2, bias=False)
+
+    @property
+    def label_length(self) -> int:
+        return self.label_states.shape[1]
+
+    def current_label_states(self) -> torch.Tensor:
+        """The cached label states; re-encoded (train mode, with grad) only under the ablation switch."""
+        if self.training and self.config.get("reencode_labels", False):
+            return self.backbone.encode_label_batch({"input_ids": self.label_ids, "attention_mask": self.label_mask.long()})
+        return self.label_states
+
+    @abc.abstractmethod
+    def pair_logits(self, batch: dict[str, torch.Tensor], label_ids: torch.Tensor) -> torch.Tensor:
+        """Logit that label ``label_ids[i]`` is right for text i, shape (batch,)."""
+
+    def _head_logit(self, pooled: torch.Tensor) -> torch.Tensor:
+        two = self.head(pooled)
+        return two[:, 1] - two[:, 0]
+
+    def label_scores(self, batch):
+        size, k = batch["input_ids"].shape[0], self.num_labels
+        expanded = {key: value.repeat_interleave(k, dim=0) for key, value in batch.items() if value.dim() == 2}
+        labels = torch.arange(k, device=batch["input_ids"].device).repeat(size)
+        return self.pair_logits(expanded, labels).view(size, k)
+
+    def training_loss(self, batch):
+        logits = self.pair_logits(batch, batch["pair_labels"])
+        return nn.functional.binary_cross_entropy_with_logits(logits, batch["pair_targets"].float())
+
+    def eval_loss(self, scores, labels):
+        targets = nn.functional.one_hot(labels, scores.shape[1]).float()
+        return nn.functional.binary_cross_entropy_with_logits(scores, targets)

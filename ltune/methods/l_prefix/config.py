@@ -1,0 +1,16 @@
+from dataclasses import dataclass
+
+
+@dataclass
+class LPrefixConfig:
+    """L-prefix (paper eq. 1): label states -> attention pooling F -> linear Z -> per-layer prefix."""
+
+    name: str = "l_prefix"
+    lr: float = 5e-3
+    #: Normalise the pooling scores with a softmax over the label's real tokens (the paper).
+    #: False keeps the raw scores, as the reference code does.
+    pool_softmax: bool = True
+    #: Pad (or cut) every label text to this many tokens; None: the longest label text.
+    label_length: int | None = None
+    #: Ablation: re-encode label texts on every training step, as the reference code does.
+    reencode_labels: bool = False

@@ -1,0 +1,68 @@
+"""L-prefix: the label text becomes every layer's past keys and values.
+
+For label k with last hidden states h_k (l x d) from the frozen model:
+  s_k = softmax_t(w . h_k[t])          self-attention pooling F, w in R^d, no bias
+  (K_k, V_k) = reshape(Z s_k)          Z: R^l -> R^(l x m x 2 x kv), no bias
+The frozen model reads text x with (K_k, V_k) in front of every layer's keys/values;
+the 2-way head on the pooled output scores the pair (x, y_k).
+Trainable: d + 2 l^2 m kv + 2d, which is the paper's 2 l^2 m d + 3d when kv = d
+(multi-head attention); grouped or multi-query models have kv < d.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ltune.backbone import Backbone
+from ltune.errors import LtuneError
+from ltune.methods.base import LabelConditioned
+
+
+class LPrefix(LabelConditioned):
+    def __init__(self, backbone: Backbone, config, label_texts):
+        super().__init__(backbone, config, label_texts)
+        l, d = self.label_length, backbone.hidden_size
+        if config.pool_softmax and bool((self.label_mask.sum(1) == 1).all()):
+            raise LtuneError(
+                "every label text is a single token, so softmax pooling gives all labels the same prefix; "
+                "use longer label texts (data.label_texts) or method.pool_softmax=false"
+            )
+        self.pool_weight = nn.Parameter(torch.empty(d))  # w of F
+        nn.init.normal_(self.pool_weight, std=d**-0.5)
+        self.transform = nn.Linear(l, l * backbone.num_layers * 2 * backbone.kv_dim, bias=False)  # Z
+        backbone.check_fits(l)
+
+    def num_virtual_tokens(self) -> int:
+        return self.label_length
+
+    def pooled_label_scores(self, states: torch.Tensor | None = None) -> torch.Tensor:
+        """F(h_k) for every label: (K, l) pooling weights (zero on label padding)."""
+        states = self.current_label_states() if states is None else states
+        scores = states @ self.pool_weight
+        if self.config.pool_softmax:
+            return scores.masked_fill(~self.label_mask, float("-inf")).softmax(-1)
+        return scores * self.label_mask
+
+    def label_prefixes(self) -> torch.Tensor:
+        """Per-label past keys/values, (layers, 2, K, kv heads, l, head dim)."""
+        b = self.backbone
+        k, l = self.num_labels, self.label_length
+        kv = self.transform(self.pooled_label_scores())
+        kv = kv.view(k, b.num_layers, 2, l, b.num_kv_heads, b.head_dim)
+        return kv.permute(1, 2, 0, 4, 3, 5)
+
+    def pair_logits(self, batch, label_ids):
+        prefix_kv = self.label_prefixes()[:, :, label_ids]
+        hidden = self.backbone.encode(
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch.get("token_type_ids"),
+            prefix_kv=prefix_kv,
+            prefix_mask=self.label_mask[label_ids],
+        )
+        return self._head_logit(self.backbone.pool(hidden, batch["attention_mask"]))
+
+    def paper_trainable_params(self) -> int:
+        b, l = self.backbone, self.label_length
+        return b.hidden_size + 2 * l * l * b.num_layers * b.kv_dim + 2 * b.hidden_size

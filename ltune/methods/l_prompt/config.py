@@ -1,0 +1,13 @@
+from dataclasses import dataclass
+
+
+@dataclass
+class LPromptConfig:
+    """L-prompt (paper eq. 2): label states -> linear G -> soft prompt in front of the text."""
+
+    name: str = "l_prompt"
+    lr: float = 1e-3
+    #: Pad (or cut) every label text to this many tokens; None: the longest label text.
+    label_length: int | None = None
+    #: Ablation: re-encode label texts on every training step, as the reference code does.
+    reencode_labels: bool = False

@@ -1,0 +1,58 @@
+"""Prefix tuning: P learned virtual positions of keys/values in every layer, shared by all
+classes, and a K-way linear head (with bias) on the pooled output.
+
+Trainable: P*m*2*kv + d*K + K; with the MLP reparameterisation
+P*d + (d*h + h) + (h*m*2*kv + m*2*kv) + d*K + K.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ltune.backbone import Backbone
+from ltune.methods.base import TuningMethod
+
+
+class Prefix(TuningMethod):
+    def __init__(self, backbone: Backbone, config, label_texts):
+        super().__init__(backbone, config, label_texts)
+        b, p = backbone, config.num_virtual_tokens
+        width = b.num_layers * 2 * b.kv_dim
+        if config.reparameterize:
+            self.prefix_embedding = nn.Parameter(torch.randn(p, b.hidden_size))
+            self.prefix_mlp = nn.Sequential(
+                nn.Linear(b.hidden_size, config.reparam_hidden), nn.Tanh(), nn.Linear(config.reparam_hidden, width)
+            )
+        else:
+            self.prefix = nn.Parameter(torch.randn(p, width))
+        self.head = nn.Linear(b.hidden_size, self.num_labels)
+        backbone.check_fits(p)
+
+    def num_virtual_tokens(self) -> int:
+        return self.config.num_virtual_tokens
+
+    def prefix_kv(self, batch_size: int) -> torch.Tensor:
+        b, p = self.backbone, self.config.num_virtual_tokens
+        flat = self.prefix_mlp(self.prefix_embedding) if self.config.reparameterize else self.prefix
+        kv = flat.view(p, b.num_layers, 2, b.num_kv_heads, b.head_dim).permute(1, 2, 3, 0, 4)
+        return kv.unsqueeze(2).expand(-1, -1, batch_size, -1, -1, -1)
+
+    def label_scores(self, batch):
+        size = batch["input_ids"].shape[0]
+        hidden = self.backbone.encode(
+            batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), prefix_kv=self.prefix_kv(size)
+        )
+        return self.head(self.backbone.pool(hidden, batch["attention_mask"]))
+
+    def training_loss(self, batch):
+        return nn.functional.cross_entropy(self.label_scores(batch), batch["labels"])
+
+    def paper_trainable_params(self) -> int:
+        b, p, k = self.backbone, self.config.num_virtual_tokens, self.num_labels
+        width = b.num_layers * 2 * b.kv_dim
+        head = b.hidden_size * k + k
+        if self.config.reparameterize:
+            h = self.config.reparam_hidden
+            return p * b.hidden_size + (b.hidden_size * h + h) + (h * width + width) + head
+        return p * width + head

@@ -1,0 +1,225 @@
+"""One training run, top to bottom: load, train with held-out selection, report dev.
+
+Reads a composed config (conf/config.yaml) and writes into ``run_dir``:
+metrics.json, config.yaml (resolved), log.jsonl (per step) and trainable.safetensors
+(the selected trainable parameters only).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+import ltune
+from ltune import run_files
+from ltune.backbone import load_backbone
+from ltune.data import load_task
+from ltune.data.collate import ClassificationCollator, PairCollator, TokenizedExamples
+from ltune.errors import LtuneError
+from ltune.evaluation import evaluate
+from ltune.methods import build_method
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LtuneError("trainer.device=cuda but no CUDA device is visible; use trainer.device=cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise LtuneError(f"unknown trainer.device '{name}'; valid: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def check_trainer(cfg) -> None:
+    t = cfg.trainer
+    for key in ("batch_size", "eval_batch_size", "eval_every"):
+        if not isinstance(t[key], int) or t[key] <= 0:
+            raise LtuneError(f"trainer.{key} must be a positive integer, got {t[key]!r}")
+    if not float(t.lr) > 0:
+        raise LtuneError(f"trainer.lr must be positive, got {t.lr!r}")
+    if t.epochs is None and (not isinstance(t.max_steps, int) or t.max_steps <= 0):
+        raise LtuneError(f"trainer.max_steps must be a positive integer (or set trainer.epochs), got {t.max_steps!r}")
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    if (run_dir / run_files.METRICS).exists():
+        raise LtuneError(f"run folder {run_dir} already holds a finished run; it is never overwritten")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    started = time.perf_counter()
+    check_trainer(cfg)
+    prepare_run_dir(run_dir)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.trainer.device)
+
+    # Model, data, method.
+    backbone = load_backbone(cfg.model)
+    task = load_task(cfg.data, cfg.seed)
+    method = build_method(cfg.method, backbone, task.label_texts).to(device)
+    run_files.write_text(run_dir / run_files.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+
+    # Data loaders: training texts are tokenised once; pairs are drawn per batch.
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if method.pair_training:
+        train_collate = PairCollator(backbone, task.num_labels, torch.Generator().manual_seed(cfg.seed + 1))
+    else:
+        train_collate = ClassificationCollator(backbone)
+    eval_collate = ClassificationCollator(backbone)
+    train_loader = DataLoader(
+        TokenizedExamples(task.train, backbone),
+        batch_size=cfg.trainer.batch_size,
+        shuffle=True,
+        generator=generator,
+        collate_fn=train_collate,
+    )
+    heldout_loader = DataLoader(
+        TokenizedExamples(task.heldout, backbone), batch_size=cfg.trainer.eval_batch_size, collate_fn=eval_collate
+    )
+    dev_loader = DataLoader(
+        TokenizedExamples(task.dev, backbone), batch_size=cfg.trainer.eval_batch_size, collate_fn=eval_collate
+    )
+
+    # Optimisation: only the method's maps and head.
+    params = [p for p in method.parameters() if p.requires_grad]
+    trainable = sum(p.numel() for p in params)
+    total = sum(p.numel() for p in method.parameters())
+    total_steps = cfg.trainer.epochs * len(train_loader) if cfg.trainer.epochs else cfg.trainer.max_steps
+    optimizer = torch.optim.AdamW(params, lr=float(cfg.trainer.lr), weight_decay=cfg.trainer.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, math.ceil(cfg.trainer.warmup_ratio * total_steps), total_steps
+    )
+    print(
+        f"ltune: {cfg.method.name} on {cfg.model.name} / {cfg.data.name}: {len(task.train)} train, "
+        f"{len(task.heldout)} held-out, {len(task.dev)} dev texts; {trainable:,} trainable of {total:,} parameters; "
+        f"{total_steps} steps on {device}",
+        flush=True,
+    )
+
+    log = run_files.JsonlLog(run_dir / run_files.LOG)
+    best = {"step": 0, "accuracy": -1.0, "state": None, "seconds": 0.0}
+    step, step_seconds, heldout_seconds = 0, 0.0, 0.0
+    loop_started = time.perf_counter()
+    method.train()
+    progress = tqdm(total=total_steps, desc="train", dynamic_ncols=True)
+    try:
+        while step < total_steps:
+            for batch in train_loader:
+                tick = time.perf_counter()
+                batch = {k: v.to(device) for k, v in batch.items()}
+                loss = method.training_loss(batch)
+                if not torch.isfinite(loss):
+                    raise LtuneError(
+                        f"the training loss became {loss.item()} at step {step + 1}; lower trainer.lr "
+                        f"(now {cfg.trainer.lr}) or check the data"
+                    )
+                loss.backward()
+                if cfg.trainer.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                step_seconds += time.perf_counter() - tick
+                record = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+                progress.update(1)
+                progress.set_postfix(loss=f"{record['loss']:.4f}")
+
+                if step % cfg.trainer.eval_every == 0 or step == total_steps:
+                    tick = time.perf_counter()
+                    heldout = evaluate(method, heldout_loader, device, task.metrics, desc="held-out")
+                    heldout_seconds += time.perf_counter() - tick
+                    record["heldout"] = heldout
+                    if heldout["accuracy"] > best["accuracy"]:
+                        best = {
+                            "step": step,
+                            "accuracy": heldout["accuracy"],
+                            "metrics": heldout,
+                            "state": copy.deepcopy(method.trainable_state_dict()),
+                            "seconds": time.perf_counter() - loop_started,
+                        }
+                    progress.write(
+                        f"step {step}: loss {record['loss']:.4f}, held-out accuracy {heldout['accuracy']:.4f} "
+                        f"(best {best['accuracy']:.4f} at step {best['step']})"
+                    )
+                log.write(record)
+                if step >= total_steps:
+                    break
+    finally:
+        progress.close()
+        log.close()
+    train_seconds = time.perf_counter() - loop_started
+
+    # Report dev with the parameters selected on the held-out slice.
+    method.load_trainable_state_dict(best["state"])
+    tick = time.perf_counter()
+    dev = evaluate(method, dev_loader, device, task.metrics, desc="dev")
+    eval_seconds = time.perf_counter() - tick
+    run_files.save_parameters(
+        run_dir / run_files.PARAMS, best["state"], {"method": cfg.method.name, "step": str(best["step"])}
+    )
+    metrics = {
+        "method": cfg.method.name,
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "seed": cfg.seed,
+        "status": "finished",
+        "trainable_params": trainable,
+        "paper_formula_params": method.paper_trainable_params(),
+        "total_params": total,
+        "dev": dev,
+        "selection": {
+            "split": "heldout",
+            "metric": "accuracy",
+            "best_step": best["step"],
+            "accuracy": best["accuracy"],
+            "metrics": best["metrics"],
+        },
+        "timing": {
+            "train_seconds": train_seconds,
+            "seconds_per_step": step_seconds / step,
+            "heldout_eval_seconds": heldout_seconds,
+            "time_to_best_seconds": best["seconds"],
+            "eval_seconds": eval_seconds,
+            "eval_seconds_per_example": eval_seconds / max(len(task.dev), 1),
+            "total_seconds": time.perf_counter() - started,
+        },
+        "peak_memory_mb": peak_memory_mb(device),
+        "steps": step,
+        "sizes": {"train": len(task.train), "heldout": len(task.heldout), "dev": len(task.dev)},
+        "environment": {
+            "device": str(device),
+            "ltune": ltune.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    run_files.write_json(run_dir / run_files.METRICS, metrics)
+    return metrics

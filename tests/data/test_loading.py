@@ -1,0 +1,84 @@
+import json
+from collections import Counter
+
+import pytest
+from omegaconf import OmegaConf
+
+from ltune.data import load_task
+from ltune.errors import LtuneError
+
+REPO_CONF = __import__("pathlib").Path(__file__).resolve().parents[2] / "conf" / "data"
+
+
+def data_cfg(name, **overrides):
+    cfg = OmegaConf.load(REPO_CONF / f"{name}.yaml")
+    cfg.glue_dir = None
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "name,train,dev,dev_counts",
+    [
+        ("cola", 8551, 1043, {1: 721, 0: 322}),
+        ("rte", 2490, 277, {0: 146, 1: 131}),  # entailment = 0, as on the hub
+        ("sst2", 67349, 872, {1: 444, 0: 428}),
+    ],
+)
+def test_glue_tsv_folder(glue, name, train, dev, dev_counts):
+    task = load_task(data_cfg(name, glue_dir=str(glue), max_heldout_samples=500), seed=0)
+    assert len(task.train) + len(task.heldout) == train
+    assert len(task.heldout) == min(round(0.1 * train), 500)
+    assert len(task.dev) == dev
+    assert Counter(e.label for e in task.dev) == dev_counts
+    assert len(task.dev[0].texts) == (2 if name == "rte" else 1)
+
+
+def test_heldout_is_disjoint_seeded_and_caps_are_seeded(glue):
+    cfg = data_cfg("rte", glue_dir=str(glue), max_train_samples=100, max_eval_samples=50)
+    a, b, c = load_task(cfg, seed=1), load_task(cfg, seed=1), load_task(cfg, seed=2)
+    assert a.train == b.train and a.heldout == b.heldout and a.dev == b.dev
+    assert a.heldout != c.heldout
+    assert len(a.train) == 100 and len(a.dev) == 50
+    train_texts = {e.texts for e in a.train}
+    assert not any(e.texts in train_texts for e in a.heldout)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_hub_code_path_with_a_local_dataset(tmp_path):
+    """The same datasets.load_dataset call that reads nyu-mll/glue, pointed at a local folder."""
+    rows = [{"sentence": f"text number {i}", "label": i % 2, "idx": i} for i in range(40)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "validation.jsonl", rows[:10])
+    task = load_task(data_cfg("sst2", hub_path=str(tmp_path), hub_name=None), seed=0)
+    assert len(task.train) == 36 and len(task.heldout) == 4 and len(task.dev) == 10
+    assert task.label_texts[1] == "the sentiment of this review is positive"
+
+
+@pytest.mark.parametrize(
+    "rows,overrides,message",
+    [
+        ([{"sentence": "a", "label": 0}], {"label_texts": ["only one"]}, "2 label_names but 1 label_texts"),
+        ([{"sentence": "a", "label": 5}] * 20, {}, "has label 5, which is not in data.label_names"),
+        ([{"text": "a", "label": 0}] * 20, {}, "has no column(s) ['sentence']"),
+        ([], {}, "train.jsonl is empty; every split needs examples"),
+    ],
+)
+def test_bad_data_gets_a_clear_error(tmp_path, rows, overrides, message):
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "validation.jsonl", rows or [{"sentence": "x", "label": 0}])
+    cfg = data_cfg("sst2", files={"train": str(tmp_path / "train.jsonl"), "validation": str(tmp_path / "validation.jsonl")},
+                   format="json", **overrides)
+    with pytest.raises(LtuneError) as info:
+        load_task(cfg, seed=0)
+    assert message in str(info.value)
+
+
+def test_demo_data_is_shipped_and_balanced():
+    task = load_task(data_cfg("demo"), seed=0)
+    assert len(task.train) + len(task.heldout) == 320 and len(task.dev) == 80
+    assert Counter(e.label for e in task.dev) == {0: 20, 1: 20, 2: 20, 3: 20}

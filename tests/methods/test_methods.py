@@ -1,0 +1,145 @@
+import itertools
+
+import pytest
+import torch
+
+from ltune.errors import LtuneError
+from ltune.methods import METHODS, build_method, method_config
+from tests.tiny import FAMILIES, LABEL_TEXTS, method_cfg, tiny_backbone
+
+TEXTS = ["a short text", "another, much longer text with more words in it", "third one"]
+
+
+def make(family, name, **overrides):
+    backbone = tiny_backbone(family)
+    method = METHODS[name][1](backbone, method_cfg(name, **overrides), LABEL_TEXTS)
+    encoded = backbone.tokenize(TEXTS)
+    batch = backbone.pad([{k: v[i] for k, v in encoded.items()} for i in range(len(TEXTS))])
+    batch["labels"] = torch.tensor([0, 2, 1])
+    batch["pair_labels"] = torch.tensor([0, 1, 1])
+    batch["pair_targets"] = torch.tensor([1, 0, 1])
+    return method, batch
+
+
+@pytest.mark.parametrize("family,name", list(itertools.product(FAMILIES, METHODS)))
+def test_training_step_updates_only_the_method(family, name):
+    method, batch = make(family, name)
+    method.train()
+    loss = method.training_loss(batch)
+    assert torch.isfinite(loss)
+    loss.backward()
+    for param_name, param in method.named_parameters():
+        if param_name.startswith("backbone."):
+            assert not param.requires_grad and param.grad is None, param_name
+        else:
+            assert param.requires_grad and param.grad is not None, param_name
+            assert param.grad.abs().sum() > 0, f"{param_name} gets no gradient"
+    scores = method.eval().label_scores(batch)
+    assert scores.shape == (3, len(LABEL_TEXTS)) and torch.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("family,name", list(itertools.product(FAMILIES, METHODS)))
+def test_score_does_not_depend_on_batch_padding(family, name):
+    method, batch = make(family, name)
+    method.eval()
+    together = method.label_scores(batch)
+    alone = {k: v[2:3, : int(batch["attention_mask"][2].sum())] if v.dim() == 2 else v[2:3] for k, v in batch.items()}
+    torch.testing.assert_close(method.label_scores(alone)[0], together[2], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_tuned_parameters_change_the_scores(family, name):
+    method, batch = make(family, name)
+    method.eval()
+    before = method.label_scores(batch)
+    with torch.no_grad():
+        for param_name, param in method.named_parameters():
+            if param.requires_grad and "head" not in param_name:
+                param.add_(torch.randn_like(param) * param.std().clamp(min=0.1))
+    assert (method.label_scores(batch) - before).abs().max() > 1e-4
+
+
+def paper_formula(name, d, m, kv, l, k, p):
+    """PAPER.md's counts: L-prefix 2 l^2 m d + 3d (kv = d for multi-head attention; grouped
+    models use kv = key/value heads x head dim), L-prompt d^2 + 2d, prefix/prompt with a K-way head."""
+    formulas = {
+        "l_prefix": lambda: 2 * l * l * m * kv + 3 * d,
+        "l_prompt": lambda: d * d + 2 * d,
+        "prefix": lambda: p * m * 2 * kv + d * k + k,
+        "prompt": lambda: p * d + d * k + k,
+    }
+    return formulas[name]()
+
+
+@pytest.mark.parametrize("family,name", list(itertools.product(["bert", "llama", "falcon"], METHODS)))
+def test_trainable_parameters_match_the_paper_formulas(family, name):
+    method, _ = make(family, name)
+    b = method.backbone
+    counted = sum(p.numel() for p in method.parameters() if p.requires_grad)
+    l = method.label_length if name.startswith("l_") else None
+    expected = paper_formula(name, b.hidden_size, b.num_layers, b.num_kv_heads * b.head_dim, l, 3, 4)
+    assert counted == expected == method.paper_trainable_params()
+    if family == "bert" and name == "l_prefix":  # multi-head: exactly the paper's 2 l^2 m d + 3 d
+        d, m = b.hidden_size, b.num_layers
+        assert counted == 2 * l**2 * m * d + 3 * d
+
+
+def test_reparameterised_prefix_count():
+    method, _ = make("bert", "prefix", reparameterize=True, reparam_hidden=8)
+    counted = sum(p.numel() for p in method.parameters() if p.requires_grad)
+    d, m, p, h = 32, 2, 4, 8
+    assert counted == p * d + (d * h + h) + (h * m * 2 * d + m * 2 * d) + d * 3 + 3
+
+
+@pytest.mark.parametrize("name", ["l_prefix", "l_prompt"])
+def test_cached_label_states_equal_a_fresh_encoding(name):
+    method, batch = make("bert", name)
+    method.eval()
+    with torch.no_grad():
+        method.head.weight.mul_(100)  # make score differences visible
+    cached = method.label_scores(batch)
+    backbone = method.backbone
+    fresh = backbone.encode_label_batch(backbone.label_batch(LABEL_TEXTS))
+    torch.testing.assert_close(method.label_states, fresh)
+    method.label_states = torch.zeros_like(method.label_states)  # prove the cache is what is read
+    assert (method.label_scores(batch) - cached).abs().max() > 1e-4
+    method.label_states = fresh
+    torch.testing.assert_close(method.label_scores(batch), cached)
+
+
+def test_label_states_are_encoded_once_not_per_step(monkeypatch):
+    method, batch = make("bert", "l_prefix")
+    calls = []
+    original = method.backbone.encode_label_batch
+    monkeypatch.setattr(method.backbone, "encode_label_batch", lambda *a: calls.append(1) or original(*a))
+    method.train()
+    for _ in range(3):
+        method.training_loss(batch).backward()
+    assert calls == []
+    method.config.reencode_labels = True  # the reference code's behaviour, as an ablation
+    method.training_loss(batch).backward()
+    assert calls == [1]
+
+
+def test_label_padding_is_masked_in_the_l_prefix_pooling():
+    method, _ = make("bert", "l_prefix")
+    weights = method.pooled_label_scores()
+    lengths = method.label_mask.sum(1)
+    assert len(set(lengths.tolist())) > 1  # the label texts differ in length
+    torch.testing.assert_close(weights.sum(1), torch.ones(len(LABEL_TEXTS)))
+    assert (weights[~method.label_mask] == 0).all()
+    raw = make("bert", "l_prefix", pool_softmax=False)[0].pooled_label_scores()
+    assert (raw[~method.label_mask] == 0).all() and not torch.allclose(raw.sum(1), torch.ones(3))
+
+
+def test_single_token_labels_with_softmax_pooling_are_refused():
+    backbone = tiny_backbone("bert")
+    with pytest.raises(LtuneError, match="single token"):
+        build_method(method_cfg("l_prefix"), backbone, ["good", "bad"])
+    build_method(method_cfg("l_prefix", pool_softmax=False), backbone, ["good", "bad"])
+
+
+def test_unknown_method_key_is_named():
+    with pytest.raises(LtuneError, match=r"unknown key\(s\) \['prefix_len'\] for method=prefix"):
+        method_config({"name": "prefix", "lr": 0.1, "prefix_len": 3})

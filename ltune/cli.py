@@ -11,7 +11,7 @@ from ltune.errors import LtuneError
 
 CONF_DIR = Path(os.environ.get("LTUNE_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
 #: Config groups a user picks by name on the command line.
-GROUPS = ("model", "data", "method", "trainer", "logger")
+GROUPS = ("model", "data", "method", "trainer", "logger", "experiment")
 
 USAGE = """usage: ltune COMMAND [ARGS]
 
@@ -19,13 +19,42 @@ commands:
   train [OVERRIDES]   train one run (or a sweep with -m); ARGS go to Hydra unchanged,
                       e.g. ltune train method=l_prefix model=llama2 data=rte
                       ltune train --help   lists the config groups and options
+  report FOLDER       tables (report.md, results.csv) and plots from every run under FOLDER
 
-Config groups: model, data, method, trainer, logger (see README.md and conf/).
+Config groups: model, data, method, trainer, logger, experiment (see README.md and conf/).
 """
 
 
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+def extra_config_dirs(args: list[str]) -> list[Path]:
+    """Folders added with Hydra's --config-dir/-cd (a user's own data or model configs)."""
+    dirs = []
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(Path(args[i + 1]))
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]))
+    return dirs
+
+
+def group_options(group: str, extra_dirs: list[Path] = ()) -> list[str]:
+    names = set()
+    for folder in [CONF_DIR, *extra_dirs]:
+        names.update(p.stem for p in (folder / group).glob("*.yaml") if not p.stem.startswith("_"))
+    return sorted(names)
+
+
+def _overrides(args: list[str]) -> list[str]:
+    """The override arguments, without Hydra's flags and their values."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c",
+                     "--package", "-p", "--info", "-i"):
+            skip = arg not in ("--info", "-i")
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
 
 
 def check_overrides(args: list[str]) -> None:
@@ -33,7 +62,8 @@ def check_overrides(args: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    overrides = [a for a in args if not a.startswith("-")]
+    overrides = _overrides(args)
+    extra_dirs = extra_config_dirs(args)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as err:
@@ -46,7 +76,7 @@ def check_overrides(args: list[str]) -> None:
             values = list(override.sweep_string_iterator())
         else:
             values = [override.value()]
-        valid = group_options(group)
+        valid = group_options(group, extra_dirs)
         for value in values:
             if str(value) not in valid:
                 raise LtuneError(f"unknown {group} '{value}'; valid options: {', '.join(valid)}")
@@ -57,13 +87,12 @@ def check_keys(args: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     plain = []
-    for text, override in zip(
-        [a for a in args if not a.startswith("-")],
-        OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")]),
-    ):
+    texts = _overrides(args)
+    for text, override in zip(texts, OverridesParser.create().parse_overrides(texts)):
         key = override.key_or_group
         if key.startswith("hydra"):
             continue
@@ -72,17 +101,18 @@ def check_keys(args: list[str]) -> None:
             plain.append(f"{override.get_key_element()}={first}")
         else:
             plain.append(text)
+    search = [f"hydra.searchpath=[{','.join('file://' + str(d.resolve()) for d in extra_config_dirs(args))}]"]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            compose("config", overrides=plain)
+            compose("config", overrides=plain + search)
     except (HydraException, OmegaConfBaseException) as err:
         cause = err.__cause__ or err
         full_key = getattr(cause, "full_key", None)
         if full_key:
             parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
             with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-                base = compose("config")
-            node = base.select(parent) if parent else base
+                base = compose("config", overrides=[p for p in plain if p.split("=")[0] in GROUPS] + search)
+            node = OmegaConf.select(base, parent) if parent else base
             keys = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else ""
             where = f" under {parent}" if parent else ""
             raise LtuneError(f"unknown config key '{full_key}'; valid keys{where}: {keys}") from None
@@ -99,7 +129,8 @@ def _train_task(cfg) -> dict | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        metrics = train(cfg, run_dir)
+        group = Path(hydra_cfg.sweep.dir).name if multirun else None
+        metrics = train(cfg, run_dir, group)
     except LtuneError as err:
         print(f"ltune: {err}", file=sys.stderr)
         if multirun:  # one failed job never stops the sweep; it is recorded as failed
@@ -132,13 +163,22 @@ def train_command(args: list[str]) -> None:
     task()
 
 
+def report_command(args: list[str]) -> None:
+    if len(args) != 1:
+        raise LtuneError("usage: ltune report <sweep or outputs folder>")
+    from ltune.report import report
+
+    path = report(Path(args[0]))
+    print(f"ltune: wrote {path}, results.csv and plots beside it")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
     command, args = argv[0], argv[1:]
-    commands = {"train": train_command}
+    commands = {"train": train_command, "report": report_command}
     try:
         if command not in commands:
             raise LtuneError(f"unknown command '{command}'; valid commands: {', '.join(commands)}")

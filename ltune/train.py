@@ -30,6 +30,7 @@ from ltune.data import load_task
 from ltune.data.collate import ClassificationCollator, PairCollator, TokenizedExamples
 from ltune.errors import LtuneError
 from ltune.evaluation import evaluate
+from ltune.loggers import make_logger
 from ltune.methods import build_method
 
 
@@ -73,10 +74,22 @@ def prepare_run_dir(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict:
-    started = time.perf_counter()
+def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
+    """Train one run into ``run_dir``; ``group`` names the sweep it belongs to (for trackers)."""
     check_trainer(cfg)
     prepare_run_dir(run_dir)
+    tracker = make_logger(cfg, run_dir, group)
+    failed = True
+    try:
+        metrics = _train(cfg, run_dir, tracker)
+        failed = False
+        return metrics
+    finally:
+        tracker.finish(failed=failed)
+
+
+def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
+    started = time.perf_counter()
     seed_everything(cfg.seed)
     device = pick_device(cfg.trainer.device)
 
@@ -125,7 +138,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     log = run_files.JsonlLog(run_dir / run_files.LOG)
     best = {"step": 0, "accuracy": -1.0, "state": None, "seconds": 0.0}
-    step, step_seconds, heldout_seconds = 0, 0.0, 0.0
+    step, step_seconds, heldout_seconds, samples, tokens = 0, 0.0, 0.0, 0, 0
     loop_started = time.perf_counter()
     method.train()
     progress = tqdm(total=total_steps, desc="train", dynamic_ncols=True)
@@ -148,7 +161,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 step_seconds += time.perf_counter() - tick
-                record = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+                samples += batch["input_ids"].shape[0]
+                tokens += int(batch["attention_mask"].sum())
+                record = {
+                    "step": step,
+                    "loss": loss.item(),
+                    "lr": scheduler.get_last_lr()[0],
+                    "elapsed": time.perf_counter() - loop_started,
+                }
                 progress.update(1)
                 progress.set_postfix(loss=f"{record['loss']:.4f}")
 
@@ -170,6 +190,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                         f"(best {best['accuracy']:.4f} at step {best['step']})"
                     )
                 log.write(record)
+                tracker.log(record, step)
                 if step >= total_steps:
                     break
     finally:
@@ -205,6 +226,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "timing": {
             "train_seconds": train_seconds,
             "seconds_per_step": step_seconds / step,
+            "samples_per_second": samples / step_seconds,
+            "tokens_per_second": tokens / step_seconds,
             "heldout_eval_seconds": heldout_seconds,
             "time_to_best_seconds": best["seconds"],
             "eval_seconds": eval_seconds,
@@ -222,4 +245,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         },
     }
     run_files.write_json(run_dir / run_files.METRICS, metrics)
+    tracker.summary({k: metrics[k] for k in ("dev", "selection", "timing", "trainable_params", "total_params",
+                                             "peak_memory_mb")})
     return metrics

@@ -79,3 +79,58 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(tmp_path, args, expected
 def test_unknown_command(tmp_path):
     result = ltune("fly", tmp_path=tmp_path, check=False)
     assert result.returncode == 2 and "unknown command 'fly'; valid commands: train" in result.stderr
+
+
+def test_failed_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
+    ltune("train", "-m", "trainer.lr=0.003,-1", "method=prompt", *SHORT, tmp_path=tmp_path)
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*")
+    assert len(list(sweep.glob("*/metrics.json"))) == 1
+    (failed,) = sweep.glob("*/failed.json")
+    assert "trainer.lr must be positive" in json.loads(failed.read_text())["error"]
+    result = ltune("report", str(sweep), tmp_path=tmp_path)
+    text = (sweep / "report.md").read_text()
+    assert "1 finished runs; 1 failed" in text and "trainer.lr must be positive" in text
+    assert "wrote" in result.stdout
+
+
+def test_wandb_offline_run_lands_in_the_run_folder(tmp_path):
+    pytest.importorskip("wandb")
+    ltune("train", "logger=wandb", "method=prompt", *SHORT, tmp_path=tmp_path, env={"WANDB_MODE": "offline"})
+    (run,) = run_dirs(tmp_path)
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    assert list(offline.glob("*.wandb"))
+    summary = json.loads((offline / "files" / "wandb-summary.json").read_text())
+    assert summary["dev/accuracy"] == json.loads((run / "metrics.json").read_text())["dev"]["accuracy"]
+    assert "timing/seconds_per_step" in summary and "trainable_params" in summary
+
+
+def test_submitit_local_launcher_runs_the_same_path(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    ltune("train", "-m", "hydra/launcher=submitit_local", "method=prompt", *SHORT, tmp_path=tmp_path)
+    (metrics,) = (tmp_path / "outputs" / "multirun").glob("*/*/metrics.json")
+    assert json.loads(metrics.read_text())["method"] == "prompt"
+
+
+def test_user_data_config_over_local_jsonl_with_three_labels(tmp_path):
+    """A user's own data set without code: a data config in their own --config-dir."""
+    topics = {"billing": ["invoice", "refund", "charge"], "shipping": ["parcel", "courier", "delivery"],
+              "account": ["password", "login", "profile"]}
+    for split, count in (("train", 45), ("dev", 9)):
+        rows = [{"body": f"question {i} about my {words[i % 3]}", "team": team}
+                for i in range(count // 3) for team, words in topics.items()]
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    (tmp_path / "conf" / "data" / "tickets.yaml").write_text(
+        "defaults: [_defaults, _self_]\n"
+        "name: tickets\n"
+        f"files: {{train: {tmp_path}/train.jsonl, validation: {tmp_path}/dev.jsonl}}\n"
+        "text_fields: [body]\nlabel_field: team\nlabel_names: [billing, shipping, account]\n"
+        "label_texts: [a billing question, a shipping question, an account question]\n"
+    )
+    ltune("train", "--config-dir", str(tmp_path / "conf"), "data=tickets", "method=l_prefix", *SHORT, tmp_path=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data"] == "tickets" and metrics["sizes"]["dev"] == 9
+    bad = ltune("train", "--config-dir", str(tmp_path / "conf"), "data=tickets", "data.label_texts=[one,two]",
+                tmp_path=tmp_path, check=False)
+    assert "3 label_names but 2 label_texts" in bad.stderr and bad.returncode == 2

@@ -172,14 +172,26 @@ class Backbone(nn.Module):
         prefix_kv: torch.Tensor | None = None,
         prefix_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Last hidden states of the text, shape (batch, text length, hidden).
+        """One pooled vector per text (float32, (batch, hidden)), read as the model config says.
 
-        prompt: (batch, P, hidden) embeddings placed in front of the text's word embeddings.
+        prompt: (batch, P, hidden) embeddings placed in front of the text's word embeddings;
+        the pooled vector then reads the whole input (prompt + text) as it would any input.
         prefix_kv: (layers, 2, batch, kv heads, P, head dim) past keys/values in every layer.
         The masks (batch, P) say which prompt/prefix positions are real (1) or padding (0).
         """
+        hidden, mask, text_start = self.hidden_states(
+            input_ids, attention_mask, token_type_ids, prompt, prompt_mask, prefix_kv, prefix_mask
+        )
+        return self.pool(hidden, mask, text_start)
+
+    def hidden_states(
+        self, input_ids, attention_mask, token_type_ids=None, prompt=None, prompt_mask=None, prefix_kv=None,
+        prefix_mask=None,
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Last hidden states of the input (prompt + text), its mask, and where the text starts."""
         kwargs = {}
         mask = attention_mask
+        text_start = 0
         if self.uses_token_types and token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         if prompt is not None:
@@ -188,41 +200,43 @@ class Backbone(nn.Module):
             if prompt_mask is None:
                 prompt_mask = attention_mask.new_ones(prompt.shape[:2])
             mask = torch.cat([prompt_mask.to(mask.dtype), mask], dim=1)
+            text_start = prompt.shape[1]
             if "token_type_ids" in kwargs:
                 kwargs["token_type_ids"] = torch.cat([token_type_ids.new_zeros(prompt.shape[:2]), token_type_ids], 1)
         else:
             kwargs["input_ids"] = input_ids
 
-        if prefix_kv is not None:
-            prefix_kv = prefix_kv.to(self.dtype)
-            if prefix_mask is None:
-                prefix_mask = attention_mask.new_ones(prefix_kv.shape[2], prefix_kv.shape[4])
-            if self.arch.prefix_entry == "deberta":
-                with deberta_prefix.prefix(self.model, prefix_kv, prefix_mask):
-                    hidden = self.model(attention_mask=mask, **kwargs).last_hidden_state
-            else:
-                # A fresh cache every forward pass: the model extends it in place.
-                cache = DynamicCache([(kv[0], kv[1]) for kv in prefix_kv], config=self.model.config)
-                full_mask = torch.cat([prefix_mask.to(mask.dtype), mask], dim=1)
-                hidden = self.model(attention_mask=full_mask, cache=cache, use_cache=True, **kwargs).last_hidden_state
-        else:
+        if prefix_kv is None:
             hidden = self.model(attention_mask=mask, **kwargs).last_hidden_state
+            return hidden, mask, text_start
+        prefix_kv = prefix_kv.to(self.dtype)
+        if prefix_mask is None:
+            prefix_mask = attention_mask.new_ones(prefix_kv.shape[2], prefix_kv.shape[4])
+        if self.arch.prefix_entry == "deberta":
+            with deberta_prefix.prefix(self.model, prefix_kv, prefix_mask):
+                hidden = self.model(attention_mask=mask, **kwargs).last_hidden_state
+        else:
+            # A fresh cache every forward pass: the model extends it in place.
+            cache = DynamicCache([(kv[0], kv[1]) for kv in prefix_kv], config=self.model.config)
+            full_mask = torch.cat([prefix_mask.to(mask.dtype), mask], dim=1)
+            hidden = self.model(attention_mask=full_mask, cache=cache, use_cache=True, **kwargs).last_hidden_state
+        return hidden, mask, text_start
 
-        if prompt is not None:
-            hidden = hidden[:, prompt.shape[1] :]
-        return hidden
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor, text_start: int = 0) -> torch.Tensor:
+        """One vector per input from its right-padded hidden states, as float32.
 
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """One vector per text from its (right-padded) hidden states, as float32."""
+        pooler/cls read the text's first token (after any prompt); mean averages every real
+        position (prompt included, as for any input); last reads the last real position.
+        """
         if self.pooling == "pooler":
-            pooled = self.model.pooler(hidden)
+            pooled = self.model.pooler(hidden[:, text_start:])
         elif self.pooling == "cls":
-            pooled = hidden[:, 0]
+            pooled = hidden[:, text_start]
         elif self.pooling == "mean":
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-        else:  # last real token
-            last = attention_mask.sum(1) - 1
+        else:  # the last real position (right padding)
+            last = mask.sum(1) - 1
             pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return pooled.float()
 

@@ -53,7 +53,13 @@ def _load_rows(cfg) -> tuple[list[dict], list[dict]]:
     """(train rows, evaluation rows) from the source the data config names."""
     if cfg.get("glue_dir"):
         folder = Path(cfg.glue_dir).expanduser() / cfg.glue_task
-        return read_glue_tsv(folder / "train.tsv", cfg.glue_task), read_glue_tsv(folder / "dev.tsv", cfg.glue_task)
+        files = cfg.get("glue_files") or {"train": "train.tsv", "dev": "dev.tsv"}
+        renames = {tsv: ours for ours, tsv in (cfg.get("glue_columns") or {}).items()}
+        splits = []
+        for split in ("train", "dev"):
+            rows = read_glue_tsv(folder / files[split], cfg.glue_task)
+            splits.append([{renames.get(k, k): v for k, v in row.items()} for row in rows])
+        return splits[0], splits[1]
     import datasets
 
     try:
@@ -107,8 +113,11 @@ def _to_examples(rows: list[dict], cfg, split: str) -> list[Example]:
             f"data set {cfg.name} ({split}) has no column(s) {missing}; its columns are: {', '.join(rows[0])}"
         )
     examples = []
+    skip = {str(v) for v in (cfg.get("skip_labels") or [])}
     for row in rows:
         raw = row[label_field]
+        if str(raw) in skip:
+            continue  # e.g. SNLI's -1: no gold label
         if isinstance(raw, str) and raw.strip() in names:
             label = names.index(raw.strip())
         else:

@@ -27,8 +27,8 @@ def test_kv_layout_follows_key_value_heads_not_attention_heads():
 def test_prefix_changes_the_text_states(family):
     backbone = tiny_backbone(family)
     batch = batch_of(backbone, ["a sentence about nothing", "short"])
-    plain = backbone.encode(**batch)
-    prefixed = backbone.encode(**batch, prefix_kv=random_prefix(backbone, 2))
+    plain = backbone.hidden_states(**batch)[0]
+    prefixed = backbone.hidden_states(**batch, prefix_kv=random_prefix(backbone, 2))[0]
     assert plain.shape == prefixed.shape
     assert (plain - prefixed).abs().max() > 1e-3
 
@@ -39,8 +39,8 @@ def test_masked_prefix_positions_are_ignored(family):
     backbone = tiny_backbone(family)
     batch = batch_of(backbone, ["a sentence about nothing"])
     mask = torch.zeros(1, 3, dtype=torch.long)
-    a = backbone.encode(**batch, prefix_kv=random_prefix(backbone, 1, seed=1), prefix_mask=mask)
-    b = backbone.encode(**batch, prefix_kv=random_prefix(backbone, 1, seed=2), prefix_mask=mask)
+    a = backbone.hidden_states(**batch, prefix_kv=random_prefix(backbone, 1, seed=1), prefix_mask=mask)[0]
+    b = backbone.hidden_states(**batch, prefix_kv=random_prefix(backbone, 1, seed=2), prefix_mask=mask)[0]
     torch.testing.assert_close(a, b)
 
 
@@ -48,8 +48,8 @@ def test_deberta_prefix_with_nothing_visible_equals_no_prefix():
     """The DeBERTa patch: relative-position terms cover only real tokens, so a fully masked prefix is a no-op."""
     backbone = tiny_backbone("deberta")
     batch = batch_of(backbone, ["a sentence about nothing", "short"])
-    plain = backbone.encode(**batch)
-    masked = backbone.encode(**batch, prefix_kv=random_prefix(backbone, 2), prefix_mask=torch.zeros(2, 3))
+    plain = backbone.hidden_states(**batch)[0]
+    masked = backbone.hidden_states(**batch, prefix_kv=random_prefix(backbone, 2), prefix_mask=torch.zeros(2, 3))[0]
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(plain[real], masked[real])
 
@@ -60,10 +60,21 @@ def test_pooling_ignores_padding(family):
     alone = batch_of(backbone, ["the cat sat"])
     padded = batch_of(backbone, ["the cat sat", "a much longer sentence that forces several padding positions"])
     for kwargs in ({}, {"prompt": torch.randn(1, 2, backbone.hidden_size)}):
-        a = backbone.pool(backbone.encode(**alone, **kwargs), alone["attention_mask"])
+        a = backbone.encode(**alone, **kwargs)
         expanded = {k: v.expand(2, -1, -1) for k, v in kwargs.items()}
-        b = backbone.pool(backbone.encode(**padded, **expanded), padded["attention_mask"])
+        b = backbone.encode(**padded, **expanded)
         torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pooling,expected", [("cls", [2.0, 2.0]), ("mean", [1.0, 2.0]), ("last", [2.0, 4.0])])
+def test_pooling_reads_the_right_positions(pooling, expected):
+    """Prompt positions 0-1, text from position 2; mean covers every real position, prompt included."""
+    backbone = tiny_backbone("bert")
+    backbone.pooling = pooling
+    hidden = torch.arange(6, dtype=torch.float).view(1, 6, 1).expand(2, 6, 1)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]])
+    pooled = backbone.pool(hidden, mask, text_start=2)[:, 0]
+    assert pooled.tolist() == expected
 
 
 def test_backbone_is_frozen_and_pads_right():

@@ -7,12 +7,13 @@ from omegaconf import OmegaConf
 from ltune.backbone import load_backbone
 from ltune.methods import build_method
 
-CONF = __import__("pathlib").Path(__file__).resolve().parents[2] / "conf" / "model"
+from tests.conftest import compose
+
 LABELS = ["the second sentence follows from the first", "the second sentence does not follow from the first"]
 
 
 def loaded(name):
-    return load_backbone(OmegaConf.load(CONF / f"{name}.yaml"))
+    return load_backbone(compose(f"model={name}").model)
 
 
 def test_minilm_real_weights():

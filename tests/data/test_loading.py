@@ -6,13 +6,12 @@ from omegaconf import OmegaConf
 
 from ltune.data import load_task
 from ltune.errors import LtuneError
-
-REPO_CONF = __import__("pathlib").Path(__file__).resolve().parents[2] / "conf" / "data"
+from tests.conftest import compose
 
 
 def data_cfg(name, **overrides):
-    cfg = OmegaConf.load(REPO_CONF / f"{name}.yaml")
-    cfg.glue_dir = None
+    cfg = compose(f"data={name}", "data.glue_dir=null").data
+    OmegaConf.set_struct(cfg, False)
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value)
     return cfg
@@ -82,3 +81,35 @@ def test_demo_data_is_shipped_and_balanced():
     task = load_task(data_cfg("demo"), seed=0)
     assert len(task.train) + len(task.heldout) == 320 and len(task.dev) == 80
     assert Counter(e.label for e in task.dev) == {0: 20, 1: 20, 2: 20, 3: 20}
+
+
+def write_tsv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+
+
+def test_glue_tsv_layouts_whose_columns_differ_from_the_hub(tmp_path):
+    """MRPC, QQP and MNLI name their TSV columns differently from nyu-mll/glue; MNLI has two dev files."""
+    mrpc = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+    write_tsv(tmp_path / "MRPC" / "train.tsv", mrpc, [[str(i % 2), "1", "2", f"a {i}", f"b {i}"] for i in range(20)])
+    write_tsv(tmp_path / "MRPC" / "dev.tsv", mrpc, [["1", "1", "2", "same", "same"]])
+    task = load_task(data_cfg("mrpc", glue_dir=str(tmp_path)), seed=0)
+    assert task.dev[0].texts == ("same", "same") and task.dev[0].label == 1 and task.metrics == ["accuracy", "f1"]
+
+    mnli = ["index", "promptID", "pairID", "genre", "sentence1", "sentence2", "label1", "gold_label"]
+    rows = [[str(i), "0", "0", "fiction", f"p {i}", f"h {i}", "x", ["entailment", "neutral", "contradiction"][i % 3]]
+            for i in range(30)]
+    write_tsv(tmp_path / "MNLI" / "train.tsv", mnli, rows)
+    write_tsv(tmp_path / "MNLI" / "dev_matched.tsv", mnli, rows[:3])
+    write_tsv(tmp_path / "MNLI" / "dev_mismatched.tsv", mnli, rows[3:5])
+    matched = load_task(data_cfg("mnli", glue_dir=str(tmp_path)), seed=0)
+    mismatched = load_task(data_cfg("mnli_mismatched", glue_dir=str(tmp_path)), seed=0)
+    assert [e.label for e in matched.dev] == [0, 1, 2] and len(mismatched.dev) == 2
+
+
+def test_unlabeled_rows_are_skipped_where_configured(tmp_path):
+    rows = [{"premise": f"p{i}", "hypothesis": "h", "label": (i % 4) - 1} for i in range(40)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "validation.jsonl", rows[:8])
+    task = load_task(data_cfg("snli", hub_path=str(tmp_path)), seed=0)
+    assert len(task.train) + len(task.heldout) == 30 and len(task.dev) == 6

@@ -54,14 +54,14 @@ class LPrefix(LabelConditioned):
 
     def pair_logits(self, batch, label_ids):
         prefix_kv = self.label_prefixes()[:, :, label_ids]
-        hidden = self.backbone.encode(
+        pooled = self.backbone.encode(
             batch["input_ids"],
             batch["attention_mask"],
             batch.get("token_type_ids"),
             prefix_kv=prefix_kv,
             prefix_mask=self.label_mask[label_ids],
         )
-        return self._head_logit(self.backbone.pool(hidden, batch["attention_mask"]))
+        return self._head_logit(pooled)
 
     def paper_trainable_params(self) -> int:
         b, l = self.backbone, self.label_length

@@ -7,6 +7,9 @@ class LPromptConfig:
 
     name: str = "l_prompt"
     lr: float = 1e-3
+    #: How G starts: "identity" (the soft prompt starts as the label text's own states) or "random"
+    #: (PyTorch's default Linear initialisation).
+    init: str = "identity"
     #: Pad (or cut) every label text to this many tokens; None: the longest label text.
     label_length: int | None = None
     #: Ablation: re-encode label texts on every training step, as the reference code does.

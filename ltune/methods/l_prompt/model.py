@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from ltune.backbone import Backbone
+from ltune.errors import LtuneError
 from ltune.methods.base import LabelConditioned
 
 
@@ -19,6 +20,10 @@ class LPrompt(LabelConditioned):
         super().__init__(backbone, config, label_texts)
         d = backbone.hidden_size
         self.prompt_map = nn.Linear(d, d, bias=False)  # G
+        if config.init == "identity":
+            nn.init.eye_(self.prompt_map.weight)
+        elif config.init != "random":
+            raise LtuneError(f"unknown method.init '{config.init}'; valid: identity, random")
         backbone.check_fits(self.label_length)
 
     def num_virtual_tokens(self) -> int:
@@ -26,14 +31,14 @@ class LPrompt(LabelConditioned):
 
     def pair_logits(self, batch, label_ids):
         prompts = self.prompt_map(self.current_label_states())  # (K, l, d)
-        hidden = self.backbone.encode(
+        pooled = self.backbone.encode(
             batch["input_ids"],
             batch["attention_mask"],
             batch.get("token_type_ids"),
             prompt=prompts[label_ids],
             prompt_mask=self.label_mask[label_ids],
         )
-        return self._head_logit(self.backbone.pool(hidden, batch["attention_mask"]))
+        return self._head_logit(pooled)
 
     def paper_trainable_params(self) -> int:
         d = self.backbone.hidden_size

@@ -40,10 +40,10 @@ class Prefix(TuningMethod):
 
     def label_scores(self, batch):
         size = batch["input_ids"].shape[0]
-        hidden = self.backbone.encode(
+        pooled = self.backbone.encode(
             batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), prefix_kv=self.prefix_kv(size)
         )
-        return self.head(self.backbone.pool(hidden, batch["attention_mask"]))
+        return self.head(pooled)
 
     def training_loss(self, batch):
         return nn.functional.cross_entropy(self.label_scores(batch), batch["labels"])

@@ -6,7 +6,7 @@ class LPrefixConfig:
     """L-prefix (paper eq. 1): label states -> attention pooling F -> linear Z -> per-layer prefix."""
 
     name: str = "l_prefix"
-    lr: float = 5e-3
+    lr: float = 1e-1
     #: Normalise the pooling scores with a softmax over the label's real tokens (the paper).
     #: False keeps the raw scores, as the reference code does.
     pool_softmax: bool = True

@@ -133,17 +133,33 @@ def _train_task(cfg) -> dict | None:
         metrics = train(cfg, run_dir, group)
     except LtuneError as err:
         print(f"ltune: {err}", file=sys.stderr)
-        if multirun:  # one failed job never stops the sweep; it is recorded as failed
-            from ltune.run_files import write_json
-
-            write_json(run_dir / "failed.json", {"status": "failed", "error": str(err)})
+        if multirun:
+            _record_failure(run_dir, str(err))
             return None
         _remove_unfinished(run_dir)
         sys.exit(2)
+    except Exception as err:
+        if not multirun:
+            raise  # a bug: the traceback is what the user needs
+        import traceback
+
+        print(f"ltune: job failed: {type(err).__name__}: {err}", file=sys.stderr)
+        _record_failure(run_dir, f"{type(err).__name__}: {err}", traceback.format_exc())
+        return None
     dev = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dev"].items())
     print(f"ltune: dev {dev} (selected at step {metrics['selection']['best_step']} on held-out)")
     print(f"ltune: run folder {run_dir}")
     return metrics
+
+
+def _record_failure(run_dir: Path, error: str, trace: str | None = None) -> None:
+    """One failed job never stops a sweep: it leaves failed.json, which the report lists."""
+    from ltune.run_files import write_json
+
+    record = {"status": "failed", "error": error}
+    if trace:
+        record["traceback"] = trace
+    write_json(run_dir / "failed.json", record)
 
 
 def _remove_unfinished(run_dir: Path) -> None:

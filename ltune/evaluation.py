@@ -3,6 +3,8 @@ predict the argmax; report accuracy and the benchmark's own metric next to it.""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from sklearn.metrics import f1_score, matthews_corrcoef
 from torch.utils.data import DataLoader
@@ -27,8 +29,19 @@ def compute_metrics(predictions: list[int], labels: list[int], names: list[str])
     return out
 
 
+def autocast(device, precision: str):
+    """bf16 autocast of the forward pass (CPU or CUDA) for precision=bf16; nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    raise ValueError(f"unknown precision {precision!r}")
+
+
 @torch.no_grad()
-def predict_scores(method: TuningMethod, loader: DataLoader, device, desc: str = "eval") -> tuple[torch.Tensor, torch.Tensor]:
+def predict_scores(
+    method: TuningMethod, loader: DataLoader, device, desc: str = "eval", precision: str = "fp32"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores (N, K) for every text and label, and the gold labels (N,)."""
     was_training = method.training
     method.eval()
@@ -36,15 +49,18 @@ def predict_scores(method: TuningMethod, loader: DataLoader, device, desc: str =
     try:
         for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
             batch = {k: v.to(device) for k, v in batch.items()}
-            scores.append(method.label_scores(batch).float().cpu())
+            with autocast(device, precision):
+                scores.append(method.label_scores(batch).float().cpu())
             labels.append(batch["labels"].cpu())
     finally:
         method.train(was_training)
     return torch.cat(scores), torch.cat(labels)
 
 
-def evaluate(method: TuningMethod, loader: DataLoader, device, metric_names: list[str], desc: str = "eval") -> dict:
-    scores, labels = predict_scores(method, loader, device, desc)
+def evaluate(
+    method: TuningMethod, loader: DataLoader, device, metric_names: list[str], desc: str = "eval", precision: str = "fp32"
+) -> dict:
+    scores, labels = predict_scores(method, loader, device, desc, precision)
     metrics = compute_metrics(scores.argmax(-1).tolist(), labels.tolist(), metric_names)
     metrics["loss"] = float(method.eval_loss(scores, labels))
     return metrics

@@ -29,7 +29,7 @@ from ltune.backbone import load_backbone
 from ltune.data import load_task
 from ltune.data.collate import ClassificationCollator, PairCollator, TokenizedExamples
 from ltune.errors import LtuneError
-from ltune.evaluation import evaluate
+from ltune.evaluation import autocast, evaluate
 from ltune.loggers import make_logger
 from ltune.methods import build_method
 
@@ -57,6 +57,21 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def place(method, device: torch.device):
+    """Move the method to ``device``; a backbone that from_pretrained placed (device_map,
+    4/8-bit weights) stays where it is and only the method's own maps and head move."""
+    if not method.backbone.placed:
+        return method.to(device)
+    for name, child in method.named_children():
+        if name != "backbone":
+            child.to(device)
+    for name, param in list(method.named_parameters(recurse=False)):
+        param.data = param.data.to(device)
+    for name, buffer in list(method.named_buffers(recurse=False)):
+        setattr(method, name, buffer.to(device))
+    return method
+
+
 def check_trainer(cfg) -> None:
     t = cfg.trainer
     for key in ("batch_size", "eval_batch_size", "eval_every"):
@@ -64,6 +79,8 @@ def check_trainer(cfg) -> None:
             raise LtuneError(f"trainer.{key} must be a positive integer, got {t[key]!r}")
     if not float(t.lr) > 0:
         raise LtuneError(f"trainer.lr must be positive, got {t.lr!r}")
+    if t.precision not in ("fp32", "bf16"):
+        raise LtuneError(f"unknown trainer.precision '{t.precision}'; valid: fp32, bf16")
     if t.epochs is None and (not isinstance(t.max_steps, int) or t.max_steps <= 0):
         raise LtuneError(f"trainer.max_steps must be a positive integer (or set trainer.epochs), got {t.max_steps!r}")
 
@@ -92,11 +109,14 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
     started = time.perf_counter()
     seed_everything(cfg.seed)
     device = pick_device(cfg.trainer.device)
+    precision = cfg.trainer.precision
+    if cfg.trainer.get("num_threads"):
+        torch.set_num_threads(int(cfg.trainer.num_threads))  # parallel local jobs: threads = cores / jobs
 
     # Model, data, method.
     backbone = load_backbone(cfg.model)
     task = load_task(cfg.data, cfg.seed)
-    method = build_method(cfg.method, backbone, task.label_texts).to(device)
+    method = place(build_method(cfg.method, backbone, task.label_texts), device)
     run_files.write_text(run_dir / run_files.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
 
     # Data loaders: training texts are tokenised once; pairs are drawn per batch.
@@ -147,7 +167,8 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
             for batch in train_loader:
                 tick = time.perf_counter()
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss = method.training_loss(batch)
+                with autocast(device, precision):
+                    loss = method.training_loss(batch)
                 if not torch.isfinite(loss):
                     raise LtuneError(
                         f"the training loss became {loss.item()} at step {step + 1}; lower trainer.lr "
@@ -174,7 +195,7 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
 
                 if step % cfg.trainer.eval_every == 0 or step == total_steps:
                     tick = time.perf_counter()
-                    heldout = evaluate(method, heldout_loader, device, task.metrics, desc="held-out")
+                    heldout = evaluate(method, heldout_loader, device, task.metrics, "held-out", precision)
                     heldout_seconds += time.perf_counter() - tick
                     record["heldout"] = heldout
                     if heldout["accuracy"] > best["accuracy"]:
@@ -201,7 +222,7 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
     # Report dev with the parameters selected on the held-out slice.
     method.load_trainable_state_dict(best["state"])
     tick = time.perf_counter()
-    dev = evaluate(method, dev_loader, device, task.metrics, desc="dev")
+    dev = evaluate(method, dev_loader, device, task.metrics, "dev", precision)
     eval_seconds = time.perf_counter() - tick
     run_files.save_parameters(
         run_dir / run_files.PARAMS, best["state"], {"method": cfg.method.name, "step": str(best["step"])}
@@ -239,6 +260,7 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
         "sizes": {"train": len(task.train), "heldout": len(task.heldout), "dev": len(task.dev)},
         "environment": {
             "device": str(device),
+            "precision": precision,
             "ltune": ltune.__version__,
             "torch": torch.__version__,
             "python": platform.python_version(),

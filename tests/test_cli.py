@@ -59,12 +59,15 @@ def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
     "args,expected",
     [
         (["model=gpt9"], "unknown model 'gpt9'; valid options: bert, bloom, deberta, falcon, llama2, minilm, roberta, smollm2"),
-        (["-m", "method=l_prefix,lprompt"], "unknown method 'lprompt'; valid options: l_prefix, l_prompt, prefix, prompt"),
+        (["-m", "method=l_prefix,lprompt"], "unknown method 'lprompt'; valid options: l_prefix, l_prompt, peft_prompt, prefix, prompt"),
         (["data=glue"], "unknown data 'glue'; valid options: boolq, cb, cola, demo, mnli, mnli_mismatched, mrpc, qnli, qqp, rte, snli, sst2, wnli"),
         (["trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'; valid keys under trainer:"),
         (["model=bert"], "cannot load 'bert-base-uncased' from the Hugging Face hub (offline or unreachable?); offline alternatives: model=minilm or model=smollm2"),
         (["data=rte", "data.glue_dir=null"], "cannot load data set nyu-mll/glue (rte) from the Hugging Face hub (offline or unreachable?); use a local GLUE folder with data.glue_dir"),
         (["trainer.lr=0"], "trainer.lr must be positive"),
+        (["model.quantization=4bit"], "model.quantization=4bit needs a CUDA GPU (bitsandbytes) and none is visible"),
+        (["model.quantization=3bit"], "unknown model.quantization '3bit'; valid: none, 8bit, 4bit"),
+        (["trainer.precision=fp8"], "unknown trainer.precision 'fp8'; valid: fp32, bf16"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_leaves_nothing(tmp_path, args, expected):

@@ -80,7 +80,8 @@ def tiny_backbone(family: str, seed: int = 0, max_length: int = 48) -> Backbone:
 def method_cfg(name: str, **overrides):
     from ltune.methods import METHODS
 
-    base = {"l_prefix": {}, "l_prompt": {}, "prefix": {"num_virtual_tokens": 4}, "prompt": {"num_virtual_tokens": 4}}
+    base = {"l_prefix": {}, "l_prompt": {}, "prefix": {"num_virtual_tokens": 4}, "prompt": {"num_virtual_tokens": 4},
+            "peft_prompt": {"num_virtual_tokens": 4}}
     config_class = METHODS[name][0]
     return OmegaConf.structured(config_class(**{**base[name], **overrides}))
 

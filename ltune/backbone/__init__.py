@@ -67,8 +67,11 @@ class Backbone(nn.Module):
     Texts are always right-padded; virtual tokens (prompts) go in front of the text.
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer, pooling: str, max_length: int = 128):
+    def __init__(self, model: PreTrainedModel, tokenizer, pooling: str, max_length: int = 128, placed: bool = False):
         super().__init__()
+        #: True when from_pretrained already put the weights on devices (device_map / quantisation):
+        #: the trainer then moves only the method's own parameters.
+        self.placed = placed
         model_type = model.config.model_type
         if model_type not in ARCHITECTURES:
             raise LtuneError(
@@ -290,6 +293,7 @@ def load_backbone(cfg) -> Backbone:
         raise LtuneError(f"unknown model.dtype '{cfg.dtype}'; valid: {', '.join(DTYPES)}")
     trust = bool(cfg.get("trust_remote_code", False))
     extra = {"gguf_file": gguf_file} if gguf_file else {}
+    extra.update(_placement(cfg, dtype))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust, **extra)
         model = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust, **extra)
@@ -300,4 +304,32 @@ def load_backbone(cfg) -> Backbone:
         raise LtuneError(
             f"cannot load '{path}' from the Hugging Face hub (offline or unreachable?); {OFFLINE_HINT}"
         ) from None
-    return Backbone(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length)
+    return Backbone(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length, placed="device_map" in extra)
+
+
+QUANTIZATIONS = ("none", "8bit", "4bit")
+
+
+def _placement(cfg, dtype: torch.dtype) -> dict:
+    """from_pretrained arguments for model.quantization and model.device_map (frozen backbone only)."""
+    quantization = cfg.get("quantization") or "none"
+    if quantization not in QUANTIZATIONS:
+        raise LtuneError(f"unknown model.quantization '{quantization}'; valid: {', '.join(QUANTIZATIONS)}")
+    device_map = cfg.get("device_map")
+    if quantization == "none":
+        return {"device_map": device_map} if device_map else {}
+    if not torch.cuda.is_available():
+        raise LtuneError(
+            f"model.quantization={quantization} needs a CUDA GPU (bitsandbytes) and none is visible; "
+            f"use model.quantization=none (model.dtype=bfloat16 halves the memory instead)"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise LtuneError(f"model.quantization={quantization} needs bitsandbytes: pip install -e '.[quant]'")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    else:  # 4-bit NF4 weights, bf16 compute; the trainable maps and head stay float32
+        compute = dtype if dtype != torch.float32 else torch.bfloat16
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+    return {"quantization_config": config, "device_map": device_map or {"": torch.cuda.current_device()}}

@@ -13,6 +13,8 @@ from ltune.methods.l_prefix.config import LPrefixConfig
 from ltune.methods.l_prefix.model import LPrefix
 from ltune.methods.l_prompt.config import LPromptConfig
 from ltune.methods.l_prompt.model import LPrompt
+from ltune.methods.peft_prompt.config import PeftPromptConfig
+from ltune.methods.peft_prompt.model import PeftPrompt
 from ltune.methods.prefix.config import PrefixConfig
 from ltune.methods.prefix.model import Prefix
 from ltune.methods.prompt.config import PromptConfig
@@ -23,6 +25,7 @@ METHODS: dict[str, tuple[type, type[TuningMethod]]] = {
     "l_prompt": (LPromptConfig, LPrompt),
     "prefix": (PrefixConfig, Prefix),
     "prompt": (PromptConfig, Prompt),
+    "peft_prompt": (PeftPromptConfig, PeftPrompt),
 }
 
 

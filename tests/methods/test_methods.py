@@ -68,6 +68,7 @@ def paper_formula(name, d, m, kv, l, k, p):
         "l_prompt": lambda: d * d + 2 * d,
         "prefix": lambda: p * m * 2 * kv + d * k + k,
         "prompt": lambda: p * d + d * k + k,
+        "peft_prompt": lambda: p * d + d * k + k,
     }
     return formulas[name]()
 
@@ -143,3 +144,30 @@ def test_single_token_labels_with_softmax_pooling_are_refused():
 def test_unknown_method_key_is_named():
     with pytest.raises(LtuneError, match=r"unknown key\(s\) \['prefix_len'\] for method=prefix"):
         method_config({"name": "prefix", "lr": 0.1, "prefix_len": 3})
+
+
+@pytest.mark.parametrize("family", ["bert", "deberta", "llama"])
+@pytest.mark.parametrize("name", ["l_prefix", "prompt"])
+def test_bf16_autocast_step_keeps_trainable_weights_in_fp32(family, name):
+    from ltune.evaluation import autocast
+
+    method, batch = make(family, name)
+    method.train()
+    with autocast("cpu", "bf16"):
+        loss = method.training_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    for param in method.parameters():
+        if param.requires_grad:
+            assert param.dtype == torch.float32 and param.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_peft_prompt_computes_what_our_prompt_computes(family):
+    """Same prompt vectors and head: peft's PromptTuning and ours give the same scores."""
+    ours, batch = make(family, "prompt")
+    theirs = METHODS["peft_prompt"][1](tiny_backbone(family), method_cfg("peft_prompt"), LABEL_TEXTS)
+    with torch.no_grad():
+        theirs.prompt_embedding.weight.copy_(ours.prompt)
+        theirs.head.load_state_dict(ours.head.state_dict())
+    torch.testing.assert_close(theirs.eval().label_scores(batch), ours.eval().label_scores(batch), atol=1e-5, rtol=1e-4)

@@ -1,0 +1,51 @@
+"""peft's PromptTuning (feature-extraction task) in front of the frozen model, read with the
+same pooling and the same K-way head as our ``prompt`` method, so the two differ only in whose
+code puts the prompt in front of the text. Trainable: P*d + d*K + K.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ltune.backbone import Backbone
+from ltune.errors import LtuneError
+from ltune.methods.base import TuningMethod
+
+
+class PeftPrompt(TuningMethod):
+    def __init__(self, backbone: Backbone, config, label_texts):
+        super().__init__(backbone, config, label_texts)
+        from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+
+        if config.init not in ("SAMPLE_VOCAB", "RANDOM"):
+            raise LtuneError(f"unknown method.init '{config.init}'; valid: SAMPLE_VOCAB, RANDOM")
+        peft_config = PromptTuningConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            num_virtual_tokens=config.num_virtual_tokens,
+            prompt_tuning_init=PromptTuningInit[config.init],
+        )
+        self.peft_model = get_peft_model(backbone.model, peft_config)
+        self.head = nn.Linear(backbone.hidden_size, self.num_labels)
+        backbone.check_fits(config.num_virtual_tokens)
+
+    def num_virtual_tokens(self) -> int:
+        return self.config.num_virtual_tokens
+
+    @property
+    def prompt_embedding(self) -> nn.Embedding:
+        return self.peft_model.prompt_encoder[self.peft_model.active_adapter].embedding
+
+    def label_scores(self, batch):
+        p = self.config.num_virtual_tokens
+        kwargs = {"token_type_ids": batch["token_type_ids"]} if "token_type_ids" in batch else {}
+        hidden = self.peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+        mask = torch.cat([batch["attention_mask"].new_ones(batch["attention_mask"].shape[0], p), batch["attention_mask"]], 1)
+        return self.head(self.backbone.pool(hidden.last_hidden_state, mask, text_start=p))
+
+    def training_loss(self, batch):
+        return nn.functional.cross_entropy(self.label_scores(batch), batch["labels"])
+
+    def paper_trainable_params(self) -> int:
+        p, d, k = self.config.num_virtual_tokens, self.backbone.hidden_size, self.num_labels
+        return p * d + d * k + k

@@ -20,6 +20,8 @@ commands:
                       e.g. ltune train method=l_prefix model=llama2 data=rte
                       ltune train --help   lists the config groups and options
   report FOLDER       tables (report.md, results.csv) and plots from every run under FOLDER
+  bench [KEY=VALUE]   step and evaluation speed of every method on one model (model=minilm|smollm2|...,
+                      batch_size=16 seq_len=128 steps=20 warmup=3 precision=fp32|bf16 methods=a,b)
 
 Config groups: model, data, method, trainer, logger, experiment (see README.md and conf/).
 """
@@ -39,7 +41,7 @@ def extra_config_dirs(args: list[str]) -> list[Path]:
 def group_options(group: str, extra_dirs: list[Path] = ()) -> list[str]:
     names = set()
     for folder in [CONF_DIR, *extra_dirs]:
-        names.update(p.stem for p in (folder / group).glob("*.yaml") if not p.stem.startswith("_"))
+        names.update(p.stem for p in (folder / group).glob("*.yaml") )
     return sorted(names)
 
 
@@ -179,6 +181,21 @@ def train_command(args: list[str]) -> None:
     task()
 
 
+def compose_config(overrides: list[str]):
+    """The config ``ltune train OVERRIDES`` would use, without a run (Hydra's compose API)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("config", overrides=overrides)
+
+
+def bench_command(args: list[str]) -> None:
+    from ltune.bench import main as bench_main
+
+    check_overrides([a for a in args if a.split("=")[0] in ("model", "data")])
+    bench_main(args)
+
+
 def report_command(args: list[str]) -> None:
     if len(args) != 1:
         raise LtuneError("usage: ltune report <sweep or outputs folder>")
@@ -194,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, args = argv[0], argv[1:]
-    commands = {"train": train_command, "report": report_command}
+    commands = {"train": train_command, "report": report_command, "bench": bench_command}
     try:
         if command not in commands:
             raise LtuneError(f"unknown command '{command}'; valid commands: {', '.join(commands)}")

@@ -155,7 +155,8 @@ def plot(finished: list[dict], folder: Path) -> list[Path]:
 
     written = []
     pairs = sorted({(r["model"], r["data"]) for r in finished})
-    for key, ylabel, xkey, name in (("loss", "held-out loss", "step", "heldout_loss"),
+    loss_label = "held-out loss (L-methods: pair BCE; others: K-way CE)"
+    for key, ylabel, xkey, name in (("loss", loss_label, "step", "heldout_loss"),
                                     ("accuracy", "held-out accuracy", "elapsed", "heldout_accuracy_vs_time")):
         fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.4), squeeze=False)
         for ax, (model, data) in zip(axes[0], pairs):
@@ -168,7 +169,7 @@ def plot(finished: list[dict], folder: Path) -> list[Path]:
                             alpha=0.9 if i == 0 else 0.4, label=METHOD_LABELS.get(method, method) if i == 0 else None)
             ax.set_title(f"{model} / {data}")
             ax.set_xlabel("step" if xkey == "step" else "wall-clock seconds (training)")
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(ylabel, fontsize=8 if key == "loss" else 10)
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=8)
         fig.tight_layout()
@@ -209,7 +210,10 @@ def report(folder: Path) -> Path:
             parts += ["", f"## {title} (dev)", "", accuracy_table([r for r in rows if f"dev_{metric}_mean" in r], metric)]
     parts += ["", "## Efficiency", "", efficiency_table(rows), "",
               "Steps/seconds to 95% best: first held-out evaluation reaching 95% of the run's best held-out accuracy "
-              "(seconds are training wall-clock, held-out evaluation included).", "", "## Plots", ""]
+              "(seconds are training wall-clock, held-out evaluation included).", "", "## Plots", "",
+              "Held-out loss is each method's own objective: binary cross-entropy over all K (text, label) "
+              "pairs for the L-methods, K-way cross-entropy for prefix/prompt tuning; compare curve shapes "
+              "(how soon each falls), not levels across the two families.", ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     if problems:
         parts += ["", "## Failed or unfinished runs", "", "| run | status | error |", "|---|---|---|"]

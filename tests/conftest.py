@@ -28,10 +28,6 @@ def glue():
 
 def compose(*overrides: str):
     """The config ``ltune train OVERRIDES`` would run with (Hydra's compose API, no run folder)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from ltune.cli import compose_config
 
-    from ltune.cli import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return hydra_compose("config", overrides=list(overrides))
+    return compose_config(list(overrides))

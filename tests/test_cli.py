@@ -125,7 +125,7 @@ def test_user_data_config_over_local_jsonl_with_three_labels(tmp_path):
         (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "conf" / "data").mkdir(parents=True)
     (tmp_path / "conf" / "data" / "tickets.yaml").write_text(
-        "defaults: [_defaults, _self_]\n"
+        "defaults: [/base/data@_here_, _self_]\n"
         "name: tickets\n"
         f"files: {{train: {tmp_path}/train.jsonl, validation: {tmp_path}/dev.jsonl}}\n"
         "text_fields: [body]\nlabel_field: team\nlabel_names: [billing, shipping, account]\n"

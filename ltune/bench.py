@@ -1,0 +1,181 @@
+"""``ltune bench``: training-step and evaluation speed of every method, in one process, on one
+model, with one batch and sequence shape, reported as ratios to prefix/prompt tuning.
+
+Figures, not tests: step time is the median over ``steps`` optimizer steps after ``warmup``;
+evaluation time is per example with all K labels scored (batched, not one label at a time).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ltune.errors import LtuneError
+
+BENCH_METHODS = [
+    ("prefix", {}),
+    ("l_prefix", {}),
+    ("l_prefix+reencode", {"reencode_labels": True}),
+    ("prompt", {}),
+    ("l_prompt", {}),
+    ("l_prompt+reencode", {"reencode_labels": True}),
+    ("peft_prompt", {}),  # last: peft wraps the shared backbone model
+]
+DEFAULTS = {"model": "minilm", "data": "sst2", "batch_size": "16", "seq_len": "128", "steps": "20", "warmup": "3",
+            "precision": "fp32", "device": "auto", "out": "outputs/bench", "methods": ""}
+
+
+def parse(args: list[str]) -> dict[str, str]:
+    options = dict(DEFAULTS)
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in DEFAULTS:
+            raise LtuneError(f"bad bench option '{arg}'; valid: {', '.join(f'{k}=' for k in DEFAULTS)}")
+        options[key] = value
+    return options
+
+
+def _synthetic_batch(backbone, size: int, length: int, num_labels: int, generator: torch.Generator) -> dict:
+    vocab = backbone.model.get_input_embeddings().weight.shape[0]
+    batch = {
+        "input_ids": torch.randint(1000, vocab, (size, length), generator=generator),
+        "attention_mask": torch.ones(size, length, dtype=torch.long),
+        "labels": torch.randint(0, num_labels, (size,), generator=generator),
+    }
+    if backbone.uses_token_types:
+        batch["token_type_ids"] = torch.zeros(size, length, dtype=torch.long)
+    targets = torch.zeros(size, dtype=torch.long)
+    targets[: size // 2] = 1
+    shift = torch.randint(1, num_labels, (size,), generator=generator)
+    batch["pair_targets"] = targets
+    batch["pair_labels"] = torch.where(targets == 1, batch["labels"], (batch["labels"] + shift) % num_labels)
+    return batch
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(options: dict[str, str]) -> dict:
+    from ltune.backbone import load_backbone
+    from ltune.cli import compose_config
+    from ltune.evaluation import autocast
+    from ltune.methods import build_method
+    from ltune.train import pick_device
+
+    cfg = compose_config([f"model={options['model']}", f"data={options['data']}",
+                          f"model.max_length={options['seq_len']}"])
+    device = pick_device(options["device"])
+    size, length = int(options["batch_size"]), int(options["seq_len"])
+    steps, warmup, precision = int(options["steps"]), int(options["warmup"]), options["precision"]
+    wanted = [m for m in options["methods"].split(",") if m] or [name for name, _ in BENCH_METHODS]
+    backbone = load_backbone(cfg.model)
+    backbone.to(device)
+    label_texts = list(cfg.data.label_texts)
+    generator = torch.Generator().manual_seed(0)
+    batch = {k: v.to(device) for k, v in _synthetic_batch(backbone, size, length, len(label_texts), generator).items()}
+    results = []
+    for name, overrides in BENCH_METHODS:
+        if name not in wanted:
+            continue
+        base = name.split("+")[0]
+        method_cfg = {**cfg_method_defaults(base), **overrides}
+        method = build_method(method_cfg, backbone, label_texts).to(device)
+        params = [p for p in method.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-4)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        method.train()
+        times = []
+        for step in range(warmup + steps):
+            _sync(device)
+            tick = time.perf_counter()
+            with autocast(device, precision):
+                loss = method.training_loss(batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            _sync(device)
+            if step >= warmup:
+                times.append(time.perf_counter() - tick)
+        method.eval()
+        eval_times = []
+        with torch.no_grad():
+            for step in range(max(2, steps // 4) + 1):
+                _sync(device)
+                tick = time.perf_counter()
+                with autocast(device, precision):
+                    method.label_scores(batch)
+                _sync(device)
+                if step:
+                    eval_times.append(time.perf_counter() - tick)
+        step_time = statistics.median(times)
+        results.append({
+            "method": name,
+            "trainable_params": sum(p.numel() for p in params),
+            "step_seconds": step_time,
+            "samples_per_second": size / step_time,
+            "tokens_per_second": size * length / step_time,
+            "eval_seconds_per_example": statistics.median(eval_times) / size,
+            "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        })
+        print(f"ltune bench: {name}: {step_time * 1000:.1f} ms/step", flush=True)
+        del method, optimizer, params
+        gc.collect()
+    by_name = {r["method"]: r for r in results}
+    for r in results:
+        reference = "prefix" if "prefix" in r["method"] else "prompt"
+        if reference in by_name:
+            r[f"step_time_vs_{reference}"] = r["step_seconds"] / by_name[reference]["step_seconds"]
+    if "prompt" in by_name and "peft_prompt" in by_name:
+        by_name["prompt"]["step_time_vs_peft_prompt"] = by_name["prompt"]["step_seconds"] / by_name["peft_prompt"]["step_seconds"]
+    return {
+        "model": options["model"], "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "batch_size": size, "seq_len": length, "labels": len(label_texts),
+        "precision": precision, "steps": steps, "warmup": warmup, "torch": torch.__version__, "results": results,
+    }
+
+
+def cfg_method_defaults(name: str) -> dict:
+    from ltune.cli import compose_config
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(compose_config([f"method={name}"]).method, resolve=True)
+
+
+def markdown(report: dict) -> str:
+    head = (f"model `{report['model']}` on {report['device_name']} ({report['threads']} threads), batch "
+            f"{report['batch_size']} x {report['seq_len']} tokens, {report['labels']} labels, {report['precision']}, "
+            f"median of {report['steps']} steps after {report['warmup']} warm-up, torch {report['torch']}")
+    lines = [head, "", "| method | trainable params | ms/step | samples/s | tokens/s | eval ms/example (K labels) | "
+             "step time ratio | peak MB |", "|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        ratios = [f"{v:.2f}x {k.removeprefix('step_time_vs_')}" for k, v in r.items() if k.startswith("step_time_vs_")]
+        peak = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] is not None else "–"
+        lines.append(f"| {r['method']} | {r['trainable_params']:,} | {r['step_seconds'] * 1000:.1f} | "
+                     f"{r['samples_per_second']:.1f} | {r['tokens_per_second']:.0f} | "
+                     f"{r['eval_seconds_per_example'] * 1000:.2f} | {', '.join(ratios) or '–'} | {peak} |")
+    return "\n".join(lines)
+
+
+def main(args: list[str]) -> Path:
+    from ltune.run_files import write_json, write_text
+
+    options = parse(args)
+    report = run(options)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    folder = Path(options["out"]) / f"{stamp}_{options['model']}_{options['precision']}"
+    folder.mkdir(parents=True, exist_ok=False)
+    write_json(folder / "bench.json", report)
+    table = markdown(report)
+    write_text(folder / "bench.md", table + "\n")
+    print(table)
+    print(f"ltune bench: wrote {folder}")
+    return folder

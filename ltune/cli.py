@@ -148,7 +148,9 @@ def _train_task(cfg) -> dict | None:
         print(f"ltune: job failed: {type(err).__name__}: {err}", file=sys.stderr)
         _record_failure(run_dir, f"{type(err).__name__}: {err}", traceback.format_exc())
         return None
-    dev = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dev"].items())
+    if "run_dir" not in metrics and "status" not in metrics:
+        return metrics  # a non-zero rank of a data-parallel run: rank 0 reports
+    dev = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dev"].items() if k != "examples")
     print(f"ltune: dev {dev} (selected at step {metrics['selection']['best_step']} on held-out)")
     print(f"ltune: run folder {run_dir}")
     return metrics
@@ -176,6 +178,13 @@ def train_command(args: list[str]) -> None:
     if not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in args):
         check_overrides(args)
         check_keys(args)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank > 0:  # data-parallel workers: rank 0 alone writes the run folder and the logs
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix=f"ltune-rank{rank}-")
+        args = [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled",
+                "hydra/hydra_logging=disabled"]
     task = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)(_train_task)
     sys.argv = ["ltune train", *args]
     task()

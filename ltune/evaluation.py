@@ -40,9 +40,13 @@ def autocast(device, precision: str):
 
 @torch.no_grad()
 def predict_scores(
-    method: TuningMethod, loader: DataLoader, device, desc: str = "eval", precision: str = "fp32"
+    method: TuningMethod, loader: DataLoader, device, desc: str = "eval", precision: str = "fp32", gather=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores (N, K) for every text and label, and the gold labels (N,)."""
+    """Scores (N, K) for every text and label, and the gold labels (N,).
+
+    ``gather`` (accelerate's gather_for_metrics) collects every process's share of a
+    data-parallel evaluation, without the duplicates that even sharding adds.
+    """
     was_training = method.training
     method.eval()
     scores, labels = [], []
@@ -50,17 +54,23 @@ def predict_scores(
         for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast(device, precision):
-                scores.append(method.label_scores(batch).float().cpu())
-            labels.append(batch["labels"].cpu())
+                batch_scores = method.label_scores(batch).float()
+            batch_labels = batch["labels"]
+            if gather is not None:
+                batch_scores, batch_labels = gather((batch_scores, batch_labels))
+            scores.append(batch_scores.cpu())
+            labels.append(batch_labels.cpu())
     finally:
         method.train(was_training)
     return torch.cat(scores), torch.cat(labels)
 
 
 def evaluate(
-    method: TuningMethod, loader: DataLoader, device, metric_names: list[str], desc: str = "eval", precision: str = "fp32"
+    method: TuningMethod, loader: DataLoader, device, metric_names: list[str], desc: str = "eval",
+    precision: str = "fp32", gather=None,
 ) -> dict:
-    scores, labels = predict_scores(method, loader, device, desc, precision)
+    scores, labels = predict_scores(method, loader, device, desc, precision, gather)
     metrics = compute_metrics(scores.argmax(-1).tolist(), labels.tolist(), metric_names)
     metrics["loss"] = float(method.eval_loss(scores, labels))
+    metrics["examples"] = len(labels)
     return metrics

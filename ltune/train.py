@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import platform
 import random
 import resource
@@ -21,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from accelerate import Accelerator
 from transformers import get_linear_schedule_with_warmup
 
 import ltune
@@ -30,8 +32,13 @@ from ltune.data import load_task
 from ltune.data.collate import ClassificationCollator, PairCollator, TokenizedExamples
 from ltune.errors import LtuneError
 from ltune.evaluation import autocast, evaluate
-from ltune.loggers import make_logger
+from ltune.loggers import NoLogger, make_logger
 from ltune.methods import build_method
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch (or a plain run) writes the run folder."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def seed_everything(seed: int) -> None:
@@ -94,8 +101,10 @@ def prepare_run_dir(run_dir: Path) -> None:
 def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
     """Train one run into ``run_dir``; ``group`` names the sweep it belongs to (for trackers)."""
     check_trainer(cfg)
-    prepare_run_dir(run_dir)
-    tracker = make_logger(cfg, run_dir, group)
+    main = is_main_process()
+    if main:
+        prepare_run_dir(run_dir)
+    tracker = make_logger(cfg, run_dir, group) if main else NoLogger()
     failed = True
     try:
         metrics = _train(cfg, run_dir, tracker)
@@ -108,7 +117,10 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
 def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
     started = time.perf_counter()
     seed_everything(cfg.seed)
-    device = pick_device(cfg.trainer.device)
+    # Under torchrun / accelerate launch, accelerate joins the process group (gloo on CPU, NCCL on
+    # GPU), wraps the method in DistributedDataParallel and shards the data; a plain run is one process.
+    accelerator = Accelerator(cpu=pick_device(cfg.trainer.device).type == "cpu")
+    device, main, parallel = accelerator.device, accelerator.is_main_process, accelerator.num_processes > 1
     precision = cfg.trainer.precision
     if cfg.trainer.get("num_threads"):
         torch.set_num_threads(int(cfg.trainer.num_threads))  # parallel local jobs: threads = cores / jobs
@@ -117,7 +129,8 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
     backbone = load_backbone(cfg.model)
     task = load_task(cfg.data, cfg.seed)
     method = place(build_method(cfg.method, backbone, task.label_texts), device)
-    run_files.write_text(run_dir / run_files.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    if main:
+        run_files.write_text(run_dir / run_files.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
 
     # Data loaders: training texts are tokenised once; pairs are drawn per batch.
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -140,6 +153,16 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
         TokenizedExamples(task.dev, backbone), batch_size=cfg.trainer.eval_batch_size, collate_fn=eval_collate
     )
 
+    # Data parallel: each process gets its share of every global batch (trainer.batch_size per
+    # process) and of the evaluation sets; gather_for_metrics puts the evaluations back together.
+    model, gather = method, None
+    if parallel:
+        model = accelerator.prepare_model(method)
+        train_loader, heldout_loader, dev_loader = (
+            accelerator.prepare_data_loader(loader) for loader in (train_loader, heldout_loader, dev_loader)
+        )
+        gather = accelerator.gather_for_metrics
+
     # Optimisation: only the method's maps and head.
     params = [p for p in method.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
@@ -149,32 +172,34 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(cfg.trainer.warmup_ratio * total_steps), total_steps
     )
-    print(
-        f"ltune: {cfg.method.name} on {cfg.model.name} / {cfg.data.name}: {len(task.train)} train, "
-        f"{len(task.heldout)} held-out, {len(task.dev)} dev texts; {trainable:,} trainable of {total:,} parameters; "
-        f"{total_steps} steps on {device}",
-        flush=True,
-    )
+    if main:
+        print(
+            f"ltune: {cfg.method.name} on {cfg.model.name} / {cfg.data.name}: {len(task.train)} train, "
+            f"{len(task.heldout)} held-out, {len(task.dev)} dev texts; {trainable:,} trainable of {total:,} "
+            f"parameters; {total_steps} steps on {device}"
+            + (f" x {accelerator.num_processes} processes" if parallel else ""),
+            flush=True,
+        )
 
-    log = run_files.JsonlLog(run_dir / run_files.LOG)
+    log = run_files.JsonlLog(run_dir / run_files.LOG) if main else None
     best = {"step": 0, "accuracy": -1.0, "state": None, "seconds": 0.0}
     step, step_seconds, heldout_seconds, samples, tokens = 0, 0.0, 0.0, 0, 0
     loop_started = time.perf_counter()
     method.train()
-    progress = tqdm(total=total_steps, desc="train", dynamic_ncols=True)
+    progress = tqdm(total=total_steps, desc="train", dynamic_ncols=True, disable=not main)
     try:
         while step < total_steps:
             for batch in train_loader:
                 tick = time.perf_counter()
                 batch = {k: v.to(device) for k, v in batch.items()}
                 with autocast(device, precision):
-                    loss = method.training_loss(batch)
+                    loss = model(batch)
                 if not torch.isfinite(loss):
                     raise LtuneError(
                         f"the training loss became {loss.item()} at step {step + 1}; lower trainer.lr "
                         f"(now {cfg.trainer.lr}) or check the data"
                     )
-                loss.backward()
+                accelerator.backward(loss)
                 if cfg.trainer.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
                 optimizer.step()
@@ -184,9 +209,10 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
                 step_seconds += time.perf_counter() - tick
                 samples += batch["input_ids"].shape[0]
                 tokens += int(batch["attention_mask"].sum())
+                logged_loss = accelerator.reduce(loss.detach(), "mean") if parallel else loss.detach()
                 record = {
                     "step": step,
-                    "loss": loss.item(),
+                    "loss": logged_loss.item(),  # the global batch's loss in a data-parallel run
                     "lr": scheduler.get_last_lr()[0],
                     "elapsed": time.perf_counter() - loop_started,
                 }
@@ -195,7 +221,7 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
 
                 if step % cfg.trainer.eval_every == 0 or step == total_steps:
                     tick = time.perf_counter()
-                    heldout = evaluate(method, heldout_loader, device, task.metrics, "held-out", precision)
+                    heldout = evaluate(method, heldout_loader, device, task.metrics, "held-out", precision, gather)
                     heldout_seconds += time.perf_counter() - tick
                     record["heldout"] = heldout
                     if heldout["accuracy"] > best["accuracy"]:
@@ -206,24 +232,29 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
                             "state": copy.deepcopy(method.trainable_state_dict()),
                             "seconds": time.perf_counter() - loop_started,
                         }
-                    progress.write(
-                        f"step {step}: loss {record['loss']:.4f}, held-out accuracy {heldout['accuracy']:.4f} "
-                        f"(best {best['accuracy']:.4f} at step {best['step']})"
-                    )
-                log.write(record)
-                tracker.log(record, step)
+                    if main:
+                        progress.write(
+                            f"step {step}: loss {record['loss']:.4f}, held-out accuracy {heldout['accuracy']:.4f} "
+                            f"(best {best['accuracy']:.4f} at step {best['step']})"
+                        )
+                if main:
+                    log.write(record)
+                    tracker.log(record, step)
                 if step >= total_steps:
                     break
     finally:
         progress.close()
-        log.close()
+        if log is not None:
+            log.close()
     train_seconds = time.perf_counter() - loop_started
 
     # Report dev with the parameters selected on the held-out slice.
     method.load_trainable_state_dict(best["state"])
     tick = time.perf_counter()
-    dev = evaluate(method, dev_loader, device, task.metrics, "dev", precision)
+    dev = evaluate(method, dev_loader, device, task.metrics, "dev", precision, gather)
     eval_seconds = time.perf_counter() - tick
+    if not main:
+        return {"dev": dev, "selection": {"best_step": best["step"]}}
     run_files.save_parameters(
         run_dir / run_files.PARAMS, best["state"], {"method": cfg.method.name, "step": str(best["step"])}
     )
@@ -247,8 +278,8 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
         "timing": {
             "train_seconds": train_seconds,
             "seconds_per_step": step_seconds / step,
-            "samples_per_second": samples / step_seconds,
-            "tokens_per_second": tokens / step_seconds,
+            "samples_per_second": samples * accelerator.num_processes / step_seconds,  # all processes
+            "tokens_per_second": tokens * accelerator.num_processes / step_seconds,
             "heldout_eval_seconds": heldout_seconds,
             "time_to_best_seconds": best["seconds"],
             "eval_seconds": eval_seconds,
@@ -261,6 +292,7 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
         "environment": {
             "device": str(device),
             "precision": precision,
+            "processes": accelerator.num_processes,
             "ltune": ltune.__version__,
             "torch": torch.__version__,
             "python": platform.python_version(),

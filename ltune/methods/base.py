@@ -29,6 +29,10 @@ class TuningMethod(nn.Module, metaclass=abc.ABCMeta):
         if self.num_labels < 2:
             raise LtuneError("a classification task needs at least two labels")
 
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss: ``forward`` is what DistributedDataParallel wraps and syncs."""
+        return self.training_loss(batch)
+
     @abc.abstractmethod
     def label_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scores (batch, K) of every label for every text; higher is more likely."""

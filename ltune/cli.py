@@ -20,6 +20,10 @@ commands:
                       e.g. ltune train method=l_prefix model=llama2 data=rte
                       ltune train --help   lists the config groups and options
   report FOLDER       tables (report.md, results.csv) and plots from every run under FOLDER
+  eval run=DIR [data=NAME split=SPLIT glue_dir=DIR max_samples=N|all]
+                      evaluate a trained run on any split or data set with the same labels
+  predict run=DIR [text=... | file=F.txt|.jsonl|.csv | stdin] [labels='["a","b"]'] [format=table|jsonl]
+                      label and every label's score; labels= gives open label texts (L-methods)
   bench [KEY=VALUE]   step and evaluation speed of every method on one model (model=minilm|smollm2|...,
                       batch_size=16 seq_len=128 steps=20 warmup=3 precision=fp32|bf16 methods=a,b)
 
@@ -220,7 +224,10 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, args = argv[0], argv[1:]
-    commands = {"train": train_command, "report": report_command, "bench": bench_command}
+    from ltune.use import eval_command, predict_command
+
+    commands = {"train": train_command, "report": report_command, "bench": bench_command, "eval": eval_command,
+                "predict": predict_command}
     try:
         if command not in commands:
             raise LtuneError(f"unknown command '{command}'; valid commands: {', '.join(commands)}")

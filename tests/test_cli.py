@@ -48,6 +48,31 @@ def test_default_train_writes_the_run_contract(tmp_path):
     saved = load_file(run / "trainable.safetensors")
     assert sum(t.numel() for t in saved.values()) == metrics["trainable_params"]
 
+    # Use what was trained: eval reloads the parameters and reproduces the dev figures.
+    result = ltune("eval", f"run={run}", tmp_path=tmp_path)
+    (evaluation,) = (run / "evals").glob("demo_validation_*.json")
+    again = json.loads(evaluation.read_text())["metrics"]
+    assert again["examples"] == 16 and again["accuracy"] == pytest.approx(metrics["dev"]["accuracy"])
+    assert "ltune: demo validation (16 texts)" in result.stdout
+
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "The keeper saved a penalty."}\n{"text": "Whisk the eggs with sugar."}\n')
+    lines = ltune("predict", f"run={run}", f"file={texts}", "format=jsonl", tmp_path=tmp_path).stdout.splitlines()
+    predictions = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [p["text"] for p in predictions] == ["The keeper saved a penalty.", "Whisk the eggs with sugar."]
+    for p in predictions:
+        assert set(p["scores"]) == {"sports", "cooking", "technology", "travel"}
+        assert p["label"] == max(p["scores"], key=p["scores"].get)
+    table = ltune("predict", f"run={run}", "text=A new phone came out.", tmp_path=tmp_path).stdout
+    assert "A new phone came out." in table and "technology" in table.splitlines()[0]
+    # Open label texts: the L-methods score (text, label text) pairs, so unseen labels work.
+    opened = ltune("predict", f"run={run}", "text=The senate passed the bill.", "format=jsonl",
+                   'labels=["this text is about politics", "this text is about sports", "this text is about music"]',
+                   tmp_path=tmp_path).stdout
+    (record,) = [json.loads(line) for line in opened.splitlines() if line.startswith("{")]
+    assert set(record["scores"]) == {"this text is about politics", "this text is about sports",
+                                     "this text is about music"}
+
 
 def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
     ltune("train", "-m", "method=l_prompt,prompt", *SHORT, tmp_path=tmp_path)
@@ -81,7 +106,14 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(tmp_path, args, expected
 
 def test_unknown_command(tmp_path):
     result = ltune("fly", tmp_path=tmp_path, check=False)
-    assert result.returncode == 2 and "unknown command 'fly'; valid commands: train" in result.stderr
+    assert result.returncode == 2 and "unknown command 'fly'; valid commands: train, report, bench" in result.stderr
+
+
+def test_eval_and_predict_need_a_trained_run(tmp_path):
+    for command, extra in (("eval", []), ("predict", ["text=x"])):
+        result = ltune(command, f"run={tmp_path}", *extra, tmp_path=tmp_path, check=False)
+        assert result.returncode == 2
+        assert f"{tmp_path} holds no trained parameters (trainable.safetensors)" in result.stderr
 
 
 def test_failed_job_does_not_stop_the_sweep_and_is_reported(tmp_path):

@@ -134,9 +134,14 @@ def _train_task(cfg) -> dict | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    resume = cfg.get("resume") is not None
+    if resume:  # the run continues with the config it started with
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.load(run_dir / "config.yaml")
     try:
         group = Path(hydra_cfg.sweep.dir).name if multirun else None
-        metrics = train(cfg, run_dir, group)
+        metrics = train(cfg, run_dir, group, resume=resume)
     except LtuneError as err:
         print(f"ltune: {err}", file=sys.stderr)
         if multirun:
@@ -171,9 +176,51 @@ def _record_failure(run_dir: Path, error: str, trace: str | None = None) -> None
 
 
 def _remove_unfinished(run_dir: Path) -> None:
-    """A run that failed before finishing leaves nothing behind (never a finished run's files)."""
-    if run_dir.is_dir() and not (run_dir / "metrics.json").exists():
+    """A run that failed before its first checkpoint leaves nothing behind; one with a
+    checkpoint (or a finished run) is kept."""
+    if run_dir.is_dir() and not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoint.pt").exists():
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def resume_overrides(args: list[str]) -> list[str]:
+    """For resume=DIR|auto: check the folder and run Hydra in it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    texts = _overrides(args)
+    values = [o.value() for o in OverridesParser.create().parse_overrides(texts) if o.key_or_group == "resume"]
+    if not values or values[0] is None:
+        return []
+    if str(values[0]) == "auto":
+        folder = newest_unfinished_run([t for t in texts if not t.startswith("resume=")], extra_config_dirs(args))
+        if folder is None:
+            print("ltune: resume=auto found no unfinished run of this config; starting a new run", file=sys.stderr)
+            return ["resume=null"]
+        return [f"resume={folder}", f"hydra.run.dir={folder}"]
+    folder = Path(str(values[0]))
+    if (folder / "metrics.json").is_file():
+        raise LtuneError(f"resume={folder}: that run already finished (metrics.json); it is never overwritten")
+    if not (folder / "config.yaml").is_file() or not (folder / "checkpoint.pt").is_file():
+        raise LtuneError(f"resume={folder} is not an unfinished ltune run (it needs config.yaml and checkpoint.pt)")
+    return [f"hydra.run.dir={folder}"]
+
+
+def newest_unfinished_run(overrides: list[str], extra_dirs: list[Path]) -> Path | None:
+    """The newest run folder whose resolved config equals this one's and that has a checkpoint."""
+    from omegaconf import OmegaConf
+
+    search = [f"hydra.searchpath=[{','.join('file://' + str(d.resolve()) for d in extra_dirs)}]"]
+    cfg = compose_config(overrides + search)
+    wanted = OmegaConf.to_container(cfg, resolve=True)
+    runs = Path(wanted["output_root"]) / "runs"
+    candidates = []
+    for checkpoint in runs.glob("*/checkpoint.pt"):
+        folder = checkpoint.parent
+        if (folder / "metrics.json").exists() or not (folder / "config.yaml").exists():
+            continue
+        saved = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"), resolve=True)
+        if {k: v for k, v in saved.items() if k != "resume"} == {k: v for k, v in wanted.items() if k != "resume"}:
+            candidates.append(folder)
+    return max(candidates, key=lambda f: f.stat().st_mtime) if candidates else None
 
 
 def train_command(args: list[str]) -> None:
@@ -182,6 +229,7 @@ def train_command(args: list[str]) -> None:
     if not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in args):
         check_overrides(args)
         check_keys(args)
+    args = [*args, *resume_overrides(args)]
     rank = int(os.environ.get("RANK", "0"))
     if rank > 0:  # data-parallel workers: rank 0 alone writes the run folder and the logs
         import tempfile

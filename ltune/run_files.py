@@ -15,6 +15,7 @@ METRICS = "metrics.json"
 CONFIG = "config.yaml"
 LOG = "log.jsonl"
 PARAMS = "trainable.safetensors"
+CHECKPOINT = "checkpoint.pt"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -62,3 +63,27 @@ class JsonlLog:
 
     def close(self) -> None:
         self.handle.close()
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Everything a resume needs, written to a temporary file and renamed: the previous
+    checkpoint survives a failed write."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        write_text(path, "".join(line + "\n" for line in lines))

@@ -13,6 +13,8 @@ import os
 import platform
 import random
 import resource
+import signal
+import threading
 import sys
 import time
 from pathlib import Path
@@ -39,6 +41,25 @@ from ltune.methods import build_method
 def is_main_process() -> bool:
     """Rank 0 of a torchrun / accelerate launch (or a plain run) writes the run folder."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def rng_states() -> dict:
+    return {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _numpy_state() -> list:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
+
+
+def restore_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def seed_everything(seed: int) -> None:
@@ -98,8 +119,9 @@ def prepare_run_dir(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
-    """Train one run into ``run_dir``; ``group`` names the sweep it belongs to (for trackers)."""
+def train(cfg: DictConfig, run_dir: Path, group: str | None = None, resume: bool = False) -> dict:
+    """Train one run into ``run_dir``; ``group`` names the sweep it belongs to (for trackers).
+    With ``resume``, continue from ``run_dir``'s checkpoint."""
     check_trainer(cfg)
     main = is_main_process()
     if main:
@@ -107,14 +129,14 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None) -> dict:
     tracker = make_logger(cfg, run_dir, group) if main else NoLogger()
     failed = True
     try:
-        metrics = _train(cfg, run_dir, tracker)
+        metrics = _train(cfg, run_dir, tracker, resume)
         failed = False
         return metrics
     finally:
         tracker.finish(failed=failed)
 
 
-def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, tracker, resume: bool = False) -> dict:
     started = time.perf_counter()
     seed_everything(cfg.seed)
     # Under torchrun / accelerate launch, accelerate joins the process group (gloo on CPU, NCCL on
@@ -129,13 +151,14 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
     backbone = load_backbone(cfg.model)
     task = load_task(cfg.data, cfg.seed)
     method = place(build_method(cfg.method, backbone, task.label_texts), device)
-    if main:
+    if main and not resume:
         run_files.write_text(run_dir / run_files.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
 
     # Data loaders: training texts are tokenised once; pairs are drawn per batch.
     generator = torch.Generator().manual_seed(cfg.seed)
+    pair_generator = torch.Generator().manual_seed(cfg.seed + 1)
     if method.pair_training:
-        train_collate = PairCollator(backbone, task.num_labels, torch.Generator().manual_seed(cfg.seed + 1))
+        train_collate = PairCollator(backbone, task.num_labels, pair_generator)
     else:
         train_collate = ClassificationCollator(backbone)
     eval_collate = ClassificationCollator(backbone)
@@ -181,23 +204,68 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
             flush=True,
         )
 
+    # Training state; a checkpoint holds all of it, so a resumed run ends exactly where an
+    # uninterrupted one would (same batches, pairs, dropout masks and optimizer state).
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "step_seconds": 0.0, "heldout_seconds": 0.0,
+             "samples": 0, "tokens": 0, "elapsed": 0.0,
+             "best": {"step": 0, "accuracy": -1.0, "state": None, "seconds": 0.0, "metrics": None},
+             "epoch_start_rng": {"loader": generator.get_state(), "pairs": pair_generator.get_state()}}
+    checkpoint_path = run_dir / run_files.CHECKPOINT
+    if resume:
+        saved = run_files.load_checkpoint(checkpoint_path)
+        method.load_trainable_state_dict(saved["trainable"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+        if main:
+            run_files.truncate_log(run_dir / run_files.LOG, state["step"])
+            print(f"ltune: resuming {run_dir} at step {state['step']}", flush=True)
+
+    def save_checkpoint() -> None:
+        if main:
+            run_files.save_checkpoint(checkpoint_path, {
+                "trainable": method.trainable_state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": {**state, "elapsed": time.perf_counter() - loop_started},
+                "rng": rng_states(),
+            })
+
     log = run_files.JsonlLog(run_dir / run_files.LOG) if main else None
-    best = {"step": 0, "accuracy": -1.0, "state": None, "seconds": 0.0}
-    step, step_seconds, heldout_seconds, samples, tokens = 0, 0.0, 0.0, 0, 0
-    loop_started = time.perf_counter()
+    best = state["best"]
+    step = state["step"]
+    loop_started = time.perf_counter() - state["elapsed"]
     method.train()
-    progress = tqdm(total=total_steps, desc="train", dynamic_ncols=True, disable=not main)
+    progress = tqdm(total=total_steps, initial=step, desc="train", dynamic_ncols=True, disable=not main)
+    every = cfg.trainer.get("checkpoint_every") or cfg.trainer.eval_every
+    skip = state["batch_in_epoch"]
+    pending_rng = saved["rng"] if resume else None
+    # Ctrl-C finishes the step in flight, then saves a consistent checkpoint and exits 130.
+    interrupted = []
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True)) if in_main_thread else None
     try:
         while step < total_steps:
-            for batch in train_loader:
+            # The loader draws its order (and the collator its pairs) from these generators:
+            # restoring them at the epoch start and skipping the batches already seen resumes exactly.
+            generator.set_state(state["epoch_start_rng"]["loader"])
+            pair_generator.set_state(state["epoch_start_rng"]["pairs"])
+            batches = iter(train_loader)
+            for _ in range(skip):
+                next(batches)
+            if pending_rng is not None:
+                restore_rng_states(pending_rng)  # dropout masks continue as they would have
+                pending_rng = None
+            for batch in batches:
                 tick = time.perf_counter()
                 batch = {k: v.to(device) for k, v in batch.items()}
                 with autocast(device, precision):
                     loss = model(batch)
                 if not torch.isfinite(loss):
+                    kept = f"; the checkpoint of step {state['step']} is kept" if checkpoint_path.exists() else ""
                     raise LtuneError(
                         f"the training loss became {loss.item()} at step {step + 1}; lower trainer.lr "
-                        f"(now {cfg.trainer.lr}) or check the data"
+                        f"(now {cfg.trainer.lr}) or check the data{kept}"
                     )
                 accelerator.backward(loss)
                 if cfg.trainer.grad_clip:
@@ -206,9 +274,10 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                step_seconds += time.perf_counter() - tick
-                samples += batch["input_ids"].shape[0]
-                tokens += int(batch["attention_mask"].sum())
+                state["step"], state["batch_in_epoch"] = step, state["batch_in_epoch"] + 1
+                state["step_seconds"] += time.perf_counter() - tick
+                state["samples"] += batch["input_ids"].shape[0]
+                state["tokens"] += int(batch["attention_mask"].sum())
                 logged_loss = accelerator.reduce(loss.detach(), "mean") if parallel else loss.detach()
                 record = {
                     "step": step,
@@ -222,7 +291,7 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
                 if step % cfg.trainer.eval_every == 0 or step == total_steps:
                     tick = time.perf_counter()
                     heldout = evaluate(method, heldout_loader, device, task.metrics, "held-out", precision, gather)
-                    heldout_seconds += time.perf_counter() - tick
+                    state["heldout_seconds"] += time.perf_counter() - tick
                     record["heldout"] = heldout
                     if heldout["accuracy"] > best["accuracy"]:
                         best = {
@@ -232,6 +301,7 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
                             "state": copy.deepcopy(method.trainable_state_dict()),
                             "seconds": time.perf_counter() - loop_started,
                         }
+                        state["best"] = best
                     if main:
                         progress.write(
                             f"step {step}: loss {record['loss']:.4f}, held-out accuracy {heldout['accuracy']:.4f} "
@@ -240,9 +310,24 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
                 if main:
                     log.write(record)
                     tracker.log(record, step)
+                if step % every == 0 and step < total_steps:
+                    save_checkpoint()
+                if interrupted and step < total_steps:
+                    save_checkpoint()
+                    if main:
+                        progress.write(f"ltune: interrupted at step {step}; checkpoint saved. "
+                                       f"Resume: ltune train resume={run_dir}")
+                    raise SystemExit(130)
                 if step >= total_steps:
                     break
+            else:  # the epoch ended: the next one starts from the generators' current states
+                state["epoch"] += 1
+                state["batch_in_epoch"] = 0
+                state["epoch_start_rng"] = {"loader": generator.get_state(), "pairs": pair_generator.get_state()}
+            skip = 0
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
         progress.close()
         if log is not None:
             log.close()
@@ -253,6 +338,8 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
     tick = time.perf_counter()
     dev = evaluate(method, dev_loader, device, task.metrics, "dev", precision, gather)
     eval_seconds = time.perf_counter() - tick
+    step_seconds, heldout_seconds = state["step_seconds"], state["heldout_seconds"]
+    samples, tokens = state["samples"], state["tokens"]
     if not main:
         return {"dev": dev, "selection": {"best_step": best["step"]}}
     run_files.save_parameters(
@@ -299,6 +386,7 @@ def _train(cfg: DictConfig, run_dir: Path, tracker) -> dict:
         },
     }
     run_files.write_json(run_dir / run_files.METRICS, metrics)
+    checkpoint_path.unlink(missing_ok=True)  # finished: the selected parameters are in trainable.safetensors
     tracker.summary({k: metrics[k] for k in ("dev", "selection", "timing", "trainable_params", "total_params",
                                              "peak_memory_mb")})
     return metrics

@@ -1,0 +1,97 @@
+"""Interruption and reproducibility: a run killed with SIGKILL and resumed ends exactly as an
+uninterrupted run with the same seed (CPU: bit-identical); Ctrl-C saves a checkpoint, exits 130."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ARGS = ["method=l_prefix", "trainer.max_steps=12", "trainer.eval_every=4", "trainer.batch_size=8",
+        "data.max_eval_samples=16", "data.max_train_samples=40", "model.max_length=32", "trainer.checkpoint_every=2"]
+
+
+def env(out):
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "LTUNE_OUTPUT_DIR": str(out)}
+
+
+def train(out, *extra, check=True):
+    result = subprocess.run([sys.executable, "-m", "ltune.cli", "train", *ARGS, *extra], capture_output=True,
+                            text=True, env=env(out), timeout=900)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def start_and_stop_midway(out, sig):
+    """Start a run and send ``sig`` once 7 of its 12 steps are logged (a checkpoint exists at step 6)."""
+    process = subprocess.Popen([sys.executable, "-m", "ltune.cli", "train", *ARGS], env=env(out),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        logs = list((out / "runs").glob("*/log.jsonl"))
+        if logs and len(logs[0].read_text().splitlines()) >= 7:
+            process.send_signal(sig)
+            break
+        time.sleep(0.02)
+    code = process.wait(timeout=600)
+    (run,) = (out / "runs").iterdir()
+    return run, code
+
+
+def outcome(run):
+    metrics = json.loads((run / "metrics.json").read_text())
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return metrics, [(r["step"], r["loss"], r.get("heldout")) for r in log]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    train(out)
+    (run,) = (out / "runs").iterdir()
+    return outcome(run)
+
+
+def test_same_seed_same_config_gives_identical_metrics(tmp_path, uninterrupted):
+    train(tmp_path)
+    (run,) = (tmp_path / "runs").iterdir()
+    metrics, log = outcome(run)
+    assert metrics["dev"] == uninterrupted[0]["dev"] and log == uninterrupted[1]
+
+
+def test_sigkill_then_resume_auto_ends_exactly_like_an_uninterrupted_run(tmp_path, uninterrupted):
+    run, code = start_and_stop_midway(tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert not (run / "metrics.json").exists() and (run / "checkpoint.pt").exists()
+    result = train(tmp_path, "resume=auto")
+    assert f"resuming {run}" in result.stdout
+    metrics, log = outcome(run)
+    assert metrics["dev"] == uninterrupted[0]["dev"]
+    assert metrics["selection"] == uninterrupted[0]["selection"]
+    assert log == uninterrupted[1]  # every step's loss and every held-out evaluation, bit for bit
+    assert not (run / "checkpoint.pt").exists()  # a finished run keeps only its selected parameters
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, uninterrupted):
+    run, code = start_and_stop_midway(tmp_path, signal.SIGINT)
+    assert code == 130
+    assert (run / "checkpoint.pt").exists() and not (run / "metrics.json").exists()
+    train(tmp_path, f"resume={run}")
+    assert outcome(run)[0]["dev"] == uninterrupted[0]["dev"]
+
+
+@pytest.mark.parametrize("what", ["not_a_run", "finished"])
+def test_resume_refuses_what_it_cannot_continue(tmp_path, uninterrupted, what):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    if what == "finished":
+        (folder / "metrics.json").write_text("{}")
+    result = train(tmp_path, f"resume={folder}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = "is not an unfinished ltune run" if what == "not_a_run" else "that run already finished"
+    assert expected in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ([] if what == "not_a_run" else ["metrics.json"])

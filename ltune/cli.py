@@ -24,6 +24,8 @@ commands:
                       evaluate a trained run on any split or data set with the same labels
   predict run=DIR [text=... | file=F.txt|.jsonl|.csv | stdin] [labels='["a","b"]'] [format=table|jsonl]
                       label and every label's score; labels= gives open label texts (L-methods)
+  explain run=DIR text='...' [text_pair='...'] [out=F.png]
+                      every label's score for one text; L-prefix: the pooling weights over label tokens
   bench [KEY=VALUE]   step and evaluation speed of every method on one model (model=minilm|smollm2|...,
                       batch_size=16 seq_len=128 steps=20 warmup=3 precision=fp32|bf16 methods=a,b)
 
@@ -272,10 +274,10 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, args = argv[0], argv[1:]
-    from ltune.use import eval_command, predict_command
+    from ltune.use import eval_command, explain_command, predict_command
 
     commands = {"train": train_command, "report": report_command, "bench": bench_command, "eval": eval_command,
-                "predict": predict_command}
+                "predict": predict_command, "explain": explain_command}
     try:
         if command not in commands:
             raise LtuneError(f"unknown command '{command}'; valid commands: {', '.join(commands)}")

@@ -70,6 +70,11 @@ def test_default_train_writes_the_run_contract(tmp_path):
                    'labels=["this text is about politics", "this text is about sports", "this text is about music"]',
                    tmp_path=tmp_path).stdout
     (record,) = [json.loads(line) for line in opened.splitlines() if line.startswith("{")]
+    explained = ltune("explain", f"run={run}", "text=The keeper saved a penalty.", tmp_path=tmp_path).stdout
+    assert "L-prefix pooling weights over each label's tokens" in explained
+    assert "sports: this=" in explained and "travel=" in explained
+    (png,) = (run / "explain").glob("*.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
     assert set(record["scores"]) == {"this text is about politics", "this text is about sports",
                                      "this text is about music"}
 
@@ -93,6 +98,9 @@ def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
         (["model.quantization=4bit"], "model.quantization=4bit needs a CUDA GPU (bitsandbytes) and none is visible"),
         (["model.quantization=3bit"], "unknown model.quantization '3bit'; valid: none, 8bit, 4bit"),
         (["trainer.precision=fp8"], "unknown trainer.precision 'fp8'; valid: fp32, bf16"),
+        (["trainer.batch_size=0"], "trainer.batch_size must be a positive integer, got 0"),
+        (["method=prefix", "model.max_length=500"], "model.max_length=500 plus 16 prefix/prompt positions exceeds the model's 512 positions; lower model.max_length to at most 496"),
+        (["data.label_texts=[a,b]"], "data set demo has 4 label_names but 2 label_texts"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_leaves_nothing(tmp_path, args, expected):
@@ -170,3 +178,12 @@ def test_user_data_config_over_local_jsonl_with_three_labels(tmp_path):
     bad = ltune("train", "--config-dir", str(tmp_path / "conf"), "data=tickets", "data.label_texts=[one,two]",
                 tmp_path=tmp_path, check=False)
     assert "3 label_names but 2 label_texts" in bad.stderr and bad.returncode == 2
+
+
+def test_an_existing_run_folder_is_never_overwritten(tmp_path):
+    ltune("train", "method=prompt", *SHORT, tmp_path=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    before = (run / "metrics.json").read_bytes()
+    result = ltune("train", "method=prompt", *SHORT, f"hydra.run.dir={run}", tmp_path=tmp_path, check=False)
+    assert result.returncode == 2 and "already holds a finished run; it is never overwritten" in result.stderr
+    assert (run / "metrics.json").read_bytes() == before and (run / "trainable.safetensors").exists()

@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from ltune import run_files
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / run_files.CHECKPOINT
+    run_files.save_checkpoint(path, {"step": 2, "weights": torch.ones(3)})
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run_files.save_checkpoint(path, {"step": 4, "weights": torch.zeros(3)})
+    assert run_files.load_checkpoint(path)["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [run_files.CHECKPOINT]  # no temporary file left
+
+
+def test_a_failed_json_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    run_files.write_json(path, {"dev": 1})
+    monkeypatch.setattr(run_files.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(OSError):
+        run_files.write_json(path, {"dev": 2})
+    assert path.read_text().strip().startswith("{") and '"dev": 1' in path.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_gguf_model_without_the_gguf_package(monkeypatch):
+    import importlib.util
+
+    from ltune.backbone import load_backbone
+    from ltune.errors import LtuneError
+    from tests.conftest import compose
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    with pytest.raises(LtuneError, match="model=smollm2 is a GGUF file and needs the 'gguf' package: pip install gguf"):
+        load_backbone(compose("model=smollm2").model)

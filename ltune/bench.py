@@ -27,13 +27,19 @@ BENCH_METHODS = [
     ("peft_prompt", {}),  # last: peft wraps the shared backbone model
 ]
 DEFAULTS = {"model": "minilm", "data": "sst2", "batch_size": "16", "seq_len": "128", "steps": "20", "warmup": "3",
-            "precision": "fp32", "device": "auto", "out": "outputs/bench", "methods": ""}
+            "precision": "fp32", "device": "auto", "out": "outputs/bench", "methods": "", "peak_tflops": ""}
+#: Dense bf16 peak of cards we know, TFLOP/s (vendor figures, without sparsity), for model FLOPs utilisation.
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "L4": 121.0}
 
 
 def parse(args: list[str]) -> dict[str, str]:
     options = dict(DEFAULTS)
+    options["model_overrides"] = []
     for arg in args:
         key, sep, value = arg.partition("=")
+        if sep and key.startswith("model."):  # e.g. model.random_init.num_hidden_layers=2
+            options["model_overrides"].append(arg)
+            continue
         if not sep or key not in DEFAULTS:
             raise LtuneError(f"bad bench option '{arg}'; valid: {', '.join(f'{k}=' for k in DEFAULTS)}")
         options[key] = value
@@ -70,13 +76,17 @@ def run(options: dict[str, str]) -> dict:
     from ltune.train import pick_device
 
     cfg = compose_config([f"model={options['model']}", f"data={options['data']}",
-                          f"model.max_length={options['seq_len']}"])
+                          f"model.max_length={options['seq_len']}", *options["model_overrides"]])
     device = pick_device(options["device"])
     size, length = int(options["batch_size"]), int(options["seq_len"])
     steps, warmup, precision = int(options["steps"]), int(options["warmup"]), options["precision"]
     wanted = [m for m in options["methods"].split(",") if m] or [name for name, _ in BENCH_METHODS]
     backbone = load_backbone(cfg.model)
     backbone.to(device)
+    backbone_params = sum(p.numel() for p in backbone.model.parameters())
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = float(options["peak_tflops"]) if options["peak_tflops"] else next(
+        (v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
     label_texts = list(cfg.data.label_texts)
     generator = torch.Generator().manual_seed(0)
     batch = {k: v.to(device) for k, v in _synthetic_batch(backbone, size, length, len(label_texts), generator).items()}
@@ -116,7 +126,12 @@ def run(options: dict[str, str]) -> dict:
                 if step:
                     eval_times.append(time.perf_counter() - tick)
         step_time = statistics.median(times)
+        # Model FLOPs of a frozen-backbone training step: 4 x backbone parameters x tokens
+        # (forward 2, backward through the activations 2; no weight gradients).
+        achieved = 4 * backbone_params * size * length / step_time / 1e12
         results.append({
+            "model_tflops_per_second": achieved,
+            "mfu": achieved / peak if peak else None,
             "method": name,
             "trainable_params": sum(p.numel() for p in params),
             "step_seconds": step_time,
@@ -137,7 +152,7 @@ def run(options: dict[str, str]) -> dict:
         by_name["prompt"]["step_time_vs_peft_prompt"] = by_name["prompt"]["step_seconds"] / by_name["peft_prompt"]["step_seconds"]
     return {
         "model": options["model"], "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device_name": device_name, "backbone_params": backbone_params, "peak_tflops": peak,
         "threads": torch.get_num_threads(), "batch_size": size, "seq_len": length, "labels": len(label_texts),
         "precision": precision, "steps": steps, "warmup": warmup, "torch": torch.__version__, "results": results,
     }
@@ -154,15 +169,20 @@ def markdown(report: dict) -> str:
     head = (f"model `{report['model']}` on {report['device_name']} ({report['threads']} threads), batch "
             f"{report['batch_size']} x {report['seq_len']} tokens, {report['labels']} labels, {report['precision']}, "
             f"median of {report['steps']} steps after {report['warmup']} warm-up, torch {report['torch']}")
-    lines = [head, "", "| method | trainable params | ms/step | samples/s | tokens/s | eval ms/example (K labels) | "
-             "step time ratio | peak MB |", "|---|---|---|---|---|---|---|---|"]
+    lines = [head, "", "| method | trainable params | ms/step | samples/s | tokens/s | model TFLOP/s | MFU | "
+             "eval ms/example (K labels) | step time ratio | peak MB |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         ratios = [f"{v:.2f}x {k.removeprefix('step_time_vs_')}" for k, v in r.items() if k.startswith("step_time_vs_")]
         peak = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] is not None else "–"
         lines.append(f"| {r['method']} | {r['trainable_params']:,} | {r['step_seconds'] * 1000:.1f} | "
                      f"{r['samples_per_second']:.1f} | {r['tokens_per_second']:.0f} | "
+                     f"{r['model_tflops_per_second']:.3f} | {_fmt_mfu(r['mfu'])} | "
                      f"{r['eval_seconds_per_example'] * 1000:.2f} | {', '.join(ratios) or '–'} | {peak} |")
     return "\n".join(lines)
+
+
+def _fmt_mfu(value) -> str:
+    return f"{value:.3f}" if value is not None else "–"
 
 
 def main(args: list[str]) -> Path:

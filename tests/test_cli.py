@@ -63,6 +63,16 @@ def test_default_train_writes_the_run_contract(tmp_path):
     for p in predictions:
         assert set(p["scores"]) == {"sports", "cooking", "technology", "travel"}
         assert p["label"] == max(p["scores"], key=p["scores"].get)
+    csv_file = tmp_path / "texts.csv"
+    csv_file.write_text("text\nA new phone came out.\nWe flew to Lisbon.\n")
+    from_csv = ltune("predict", f"run={run}", f"file={csv_file}", "format=jsonl", tmp_path=tmp_path).stdout
+    assert len([line for line in from_csv.splitlines() if line.startswith("{")]) == 2
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    from_stdin = subprocess.run([sys.executable, "-m", "ltune.cli", "predict", f"run={run}", "format=jsonl"],
+                                input="Line one about football\nLine two about pasta\n", capture_output=True,
+                                text=True, env=environment, timeout=600)
+    assert [json.loads(x)["text"] for x in from_stdin.stdout.splitlines() if x.startswith("{")] == [
+        "Line one about football", "Line two about pasta"]
     table = ltune("predict", f"run={run}", "text=A new phone came out.", tmp_path=tmp_path).stdout
     assert "A new phone came out." in table and "technology" in table.splitlines()[0]
     # Open label texts: the L-methods score (text, label text) pairs, so unseen labels work.

@@ -95,3 +95,13 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, uninterrupted, what):
     expected = "is not an unfinished ltune run" if what == "not_a_run" else "that run already finished"
     assert expected in result.stderr
     assert sorted(p.name for p in folder.iterdir()) == ([] if what == "not_a_run" else ["metrics.json"])
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
+    # A learning rate of 1e30 blows the prefix up after the first update: the next loss is not finite.
+    result = train(tmp_path, "trainer.lr=1e30", "trainer.checkpoint_every=1", "trainer.grad_clip=0", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("ltune:")]
+    assert "the training loss became" in line and "lower trainer.lr" in line and "is kept" in line
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "checkpoint.pt").exists() and not (run / "metrics.json").exists()

@@ -294,6 +294,15 @@ def load_backbone(cfg) -> Backbone:
     trust = bool(cfg.get("trust_remote_code", False))
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     extra.update(_placement(cfg, dtype))
+    if cfg.get("random_init"):  # an architecture's shape with random weights: benchmarks, no download
+        from omegaconf import OmegaConf
+        from transformers import AutoConfig
+
+        arch = OmegaConf.to_container(cfg.random_init, resolve=True)
+        config = AutoConfig.for_model(arch.pop("model_type"), **arch)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModel.from_config(config, dtype=dtype)
+        return Backbone(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust, **extra)
         model = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust, **extra)

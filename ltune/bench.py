@@ -47,20 +47,14 @@ def parse(args: list[str]) -> dict[str, str]:
 
 
 def _synthetic_batch(backbone, size: int, length: int, num_labels: int, generator: torch.Generator) -> dict:
+    """Random token ids of one fixed shape, collated as training collates them (pairs included)."""
+    from ltune.data.collate import PairCollator
+
     vocab = backbone.model.get_input_embeddings().weight.shape[0]
-    batch = {
-        "input_ids": torch.randint(1000, vocab, (size, length), generator=generator),
-        "attention_mask": torch.ones(size, length, dtype=torch.long),
-        "labels": torch.randint(0, num_labels, (size,), generator=generator),
-    }
-    if backbone.uses_token_types:
-        batch["token_type_ids"] = torch.zeros(size, length, dtype=torch.long)
-    targets = torch.zeros(size, dtype=torch.long)
-    targets[: size // 2] = 1
-    shift = torch.randint(1, num_labels, (size,), generator=generator)
-    batch["pair_targets"] = targets
-    batch["pair_labels"] = torch.where(targets == 1, batch["labels"], (batch["labels"] + shift) % num_labels)
-    return batch
+    ids = torch.randint(1000, vocab, (size, length), generator=generator).tolist()
+    labels = torch.randint(0, num_labels, (size,), generator=generator).tolist()
+    items = [{"input_ids": row, "token_type_ids": [0] * length, "label": y} for row, y in zip(ids, labels)]
+    return PairCollator(backbone, num_labels, generator)(items)
 
 
 def _sync(device):

@@ -92,7 +92,6 @@ def check_overrides(args: list[str]) -> None:
 
 def check_keys(args: list[str]) -> None:
     """Compose the config once (first value of any sweep) so a misspelt key fails in one line."""
-    from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -111,15 +110,13 @@ def check_keys(args: list[str]) -> None:
             plain.append(text)
     search = [f"hydra.searchpath=[{','.join('file://' + str(d.resolve()) for d in extra_config_dirs(args))}]"]
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            compose("config", overrides=plain + search)
+        compose_config(plain + search)
     except (HydraException, OmegaConfBaseException) as err:
         cause = err.__cause__ or err
         full_key = getattr(cause, "full_key", None)
         if full_key:
             parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-                base = compose("config", overrides=[p for p in plain if p.split("=")[0] in GROUPS] + search)
+            base = compose_config([p for p in plain if p.split("=")[0] in GROUPS] + search)
             node = OmegaConf.select(base, parent) if parent else base
             keys = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else ""
             where = f" under {parent}" if parent else ""

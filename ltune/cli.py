@@ -27,7 +27,8 @@ commands:
   explain run=DIR text='...' [text_pair='...'] [out=F.png]
                       every label's score for one text; L-prefix: the pooling weights over label tokens
   bench [KEY=VALUE]   step and evaluation speed of every method on one model (model=minilm|smollm2|...,
-                      batch_size=16 seq_len=128 steps=20 warmup=3 precision=fp32|bf16 methods=a,b)
+                      batch_size=16 seq_len=128 steps=20 warmup=3 precision=fp32|bf16 methods=a,b
+                      attn=eager|sdpa|... compile=false|true fused=auto|true|false)
 
 Config groups: model, data, method, trainer, logger, experiment (see README.md and conf/).
 """
@@ -217,9 +218,23 @@ def newest_unfinished_run(overrides: list[str], extra_dirs: list[Path]) -> Path 
         if (folder / "metrics.json").exists() or not (folder / "config.yaml").exists():
             continue
         saved = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"), resolve=True)
-        if {k: v for k, v in saved.items() if k != "resume"} == {k: v for k, v in wanted.items() if k != "resume"}:
+        if _same_settings(saved, wanted, skip=("resume",)):
             candidates.append(folder)
     return max(candidates, key=lambda f: f.stat().st_mtime) if candidates else None
+
+
+def _same_settings(saved: dict, wanted: dict, skip=()) -> bool:
+    """Whether two resolved configs agree on every key both have. A key only one side has was
+    added (or removed) by a later ltune version; the saved run's own config decides its value."""
+    for key in saved.keys() & wanted.keys():
+        if key in skip:
+            continue
+        if isinstance(saved[key], dict) and isinstance(wanted[key], dict):
+            if not _same_settings(saved[key], wanted[key]):
+                return False
+        elif saved[key] != wanted[key]:
+            return False
+    return True
 
 
 def train_command(args: list[str]) -> None:

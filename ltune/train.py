@@ -109,8 +109,34 @@ def check_trainer(cfg) -> None:
         raise LtuneError(f"trainer.lr must be positive, got {t.lr!r}")
     if t.precision not in ("fp32", "bf16"):
         raise LtuneError(f"unknown trainer.precision '{t.precision}'; valid: fp32, bf16")
+    if not isinstance(t.get("compile", False), bool):
+        raise LtuneError(f"trainer.compile must be true or false, got {t.compile!r}")
+    if t.get("fused_optimizer", "auto") not in ("auto", True, False):
+        raise LtuneError(f"trainer.fused_optimizer must be auto, true or false, got {t.fused_optimizer!r}")
     if t.epochs is None and (not isinstance(t.max_steps, int) or t.max_steps <= 0):
         raise LtuneError(f"trainer.max_steps must be a positive integer (or set trainer.epochs), got {t.max_steps!r}")
+
+
+def build_optimizer(params: list, lr: float, weight_decay: float, fused="auto") -> torch.optim.AdamW:
+    """AdamW over the trainable parameters. ``fused``: True uses torch's single-kernel AdamW (CUDA
+    and CPU), False torch's default (multi-tensor on CUDA, a loop over parameters on CPU), "auto"
+    the fused kernel when the parameters are on CUDA and the default elsewhere."""
+    if fused == "auto":
+        fused = all(p.is_cuda for p in params)
+    if fused:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def compile_backbone(backbone) -> None:
+    """torch.compile the frozen model's forward in place (parameter names and checkpoints are
+    unchanged). The first steps of each new input shape pay the compilation."""
+    import torch._dynamo
+
+    # Methods run the model with and without a prefix cache, prompts and label batches: allow the
+    # recompilations those shapes need instead of silently falling back to eager.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    backbone.model.compile()
 
 
 def prepare_run_dir(run_dir: Path) -> None:
@@ -148,9 +174,11 @@ def _train(cfg: DictConfig, run_dir: Path, tracker, resume: bool = False) -> dic
         torch.set_num_threads(int(cfg.trainer.num_threads))  # parallel local jobs: threads = cores / jobs
 
     # Model, data, method.
-    backbone = load_backbone(cfg.model)
+    backbone = load_backbone(cfg.model, device)
     task = load_task(cfg.data, cfg.seed)
     method = place(build_method(cfg.method, backbone, task.label_texts), device)
+    if cfg.trainer.get("compile"):
+        compile_backbone(backbone)
     if main and not resume:
         run_files.write_text(run_dir / run_files.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -191,7 +219,9 @@ def _train(cfg: DictConfig, run_dir: Path, tracker, resume: bool = False) -> dic
     trainable = sum(p.numel() for p in params)
     total = sum(p.numel() for p in method.parameters())
     total_steps = cfg.trainer.epochs * len(train_loader) if cfg.trainer.epochs else cfg.trainer.max_steps
-    optimizer = torch.optim.AdamW(params, lr=float(cfg.trainer.lr), weight_decay=cfg.trainer.weight_decay)
+    optimizer = build_optimizer(
+        params, float(cfg.trainer.lr), cfg.trainer.weight_decay, cfg.trainer.get("fused_optimizer", "auto")
+    )
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(cfg.trainer.warmup_ratio * total_steps), total_steps
     )

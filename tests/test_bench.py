@@ -22,6 +22,16 @@ def test_bench_rejects_unknown_options():
 
     with pytest.raises(LtuneError, match="bad bench option 'stepz=3'"):
         parse(["stepz=3"])
+    with pytest.raises(LtuneError, match="bad bench option 'compile=yes'; valid: compile=true or compile=false"):
+        parse(["compile=yes"])
+
+
+def test_bench_records_the_speed_settings_it_ran_with(tmp_path):
+    folder = main(["steps=1", "warmup=1", "seq_len=8", "batch_size=2", "methods=prompt", "attn=eager", "fused=false",
+                   f"out={tmp_path}"])
+    report = json.loads((folder / "bench.json").read_text())
+    assert (report["attn_implementation"], report["fused_optimizer"], report["compile"]) == ("eager", False, False)
+    assert "attention eager, compile False, fused AdamW False" in (folder / "bench.md").read_text()
 
 
 def test_gpu_preset_shape_built_from_config_reports_model_flops_utilisation(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,9 @@ def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
         (["trainer.lr=0"], "trainer.lr must be positive"),
         (["model.quantization=4bit"], "model.quantization=4bit needs a CUDA GPU (bitsandbytes) and none is visible"),
         (["model.quantization=3bit"], "unknown model.quantization '3bit'; valid: none, 8bit, 4bit"),
+        (["trainer.compile=maybe"], "trainer.compile must be true or false, got 'maybe'"),
+        (["model.attn_implementation=fast"], "unknown model.attn_implementation 'fast'; valid: eager, sdpa, flash_attention_2"),
+        (["model.attn_implementation=flash_attention_2"], "model.attn_implementation=flash_attention_2 is not available for model=minilm here"),
         (["trainer.precision=fp8"], "unknown trainer.precision 'fp8'; valid: fp32, bf16"),
         (["trainer.batch_size=0"], "trainer.batch_size must be a positive integer, got 0"),
         (["method=prefix", "model.max_length=500"], "model.max_length=500 plus 16 prefix/prompt positions exceeds the model's 512 positions; lower model.max_length to at most 496"),
@@ -190,6 +194,18 @@ def test_user_data_config_over_local_jsonl_with_three_labels(tmp_path):
     assert "3 label_names but 2 label_texts" in bad.stderr and bad.returncode == 2
 
 
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_train_with_a_compiled_backbone_runs_end_to_end(tmp_path):
+    """Numerical equality with eager is checked in tests/test_train.py; here the trainer's path:
+    training shapes, held-out and dev evaluation under no_grad, selection, the run files."""
+    ltune("train", *SHORT, "trainer.compile=true", tmp_path=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["dev"]["accuracy"] <= 1 and metrics["selection"]["best_step"] in (3, 6)
+    assert "compile: true" in (run / "config.yaml").read_text()
+
+
 def test_an_existing_run_folder_is_never_overwritten(tmp_path):
     ltune("train", "method=prompt", *SHORT, tmp_path=tmp_path)
     (run,) = run_dirs(tmp_path)
@@ -197,3 +213,22 @@ def test_an_existing_run_folder_is_never_overwritten(tmp_path):
     result = ltune("train", "method=prompt", *SHORT, f"hydra.run.dir={run}", tmp_path=tmp_path, check=False)
     assert result.returncode == 2 and "already holds a finished run; it is never overwritten" in result.stderr
     assert (run / "metrics.json").read_bytes() == before and (run / "trainable.safetensors").exists()
+
+
+def test_resume_auto_finds_a_run_saved_before_newer_config_keys_existed(tmp_path, monkeypatch):
+    """A run saved by an ltune version without trainer.compile / fused_optimizer / attn_implementation
+    is still the run resume=auto continues; a run with a different setting is not."""
+    from omegaconf import OmegaConf
+
+    from ltune.cli import compose_config, newest_unfinished_run
+
+    monkeypatch.setenv("LTUNE_OUTPUT_DIR", str(tmp_path))
+    saved = OmegaConf.to_container(compose_config(["trainer.max_steps=7"]), resolve=True)
+    del saved["trainer"]["compile"], saved["trainer"]["fused_optimizer"], saved["model"]["attn_implementation"]
+    for name, seed in (("old_run", saved["seed"]), ("other_seed", saved["seed"] + 1)):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(OmegaConf.to_yaml({**saved, "seed": seed}))
+        (run / "checkpoint.pt").write_bytes(b"")
+    assert newest_unfinished_run(["trainer.max_steps=7"], []) == tmp_path / "runs" / "old_run"
+    assert newest_unfinished_run(["trainer.max_steps=8"], []) is None

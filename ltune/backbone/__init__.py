@@ -283,8 +283,11 @@ def resolve_model_source(cfg) -> tuple[str, str | None]:
     return cfg.path, gguf_file
 
 
-def load_backbone(cfg) -> Backbone:
-    """Load the frozen model and tokenizer a ``model`` config names (hub id, local folder or package)."""
+def load_backbone(cfg, device: torch.device | str | None = None) -> Backbone:
+    """Load the frozen model and tokenizer a ``model`` config names (hub id, local folder or package).
+
+    ``device``: where a ``random_init`` model draws its weights (7B random weights take seconds on
+    a GPU, minutes on a CPU); loaded weights go wherever from_pretrained puts them."""
     path, gguf_file = resolve_model_source(cfg)
     if gguf_file and importlib.util.find_spec("gguf") is None:
         raise LtuneError(f"model={cfg.name} is a GGUF file and needs the 'gguf' package: pip install gguf")
@@ -294,6 +297,7 @@ def load_backbone(cfg) -> Backbone:
     trust = bool(cfg.get("trust_remote_code", False))
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     extra.update(_placement(cfg, dtype))
+    attention = {"attn_implementation": cfg.attn_implementation} if cfg.get("attn_implementation") else {}
     if cfg.get("random_init"):  # an architecture's shape with random weights: benchmarks, no download
         from omegaconf import OmegaConf
         from transformers import AutoConfig
@@ -301,11 +305,14 @@ def load_backbone(cfg) -> Backbone:
         arch = OmegaConf.to_container(cfg.random_init, resolve=True)
         config = AutoConfig.for_model(arch.pop("model_type"), **arch)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_config(config, dtype=dtype)
+        with torch.device(device or "cpu"):
+            model = _with_attention_error(cfg, lambda: AutoModel.from_config(config, dtype=dtype, **attention))
         return Backbone(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust, **extra)
-        model = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust, **extra)
+        model = _with_attention_error(
+            cfg, lambda: AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust, **extra, **attention)
+        )
     except OSError as err:
         is_local = Path(path).exists()
         if is_local:
@@ -314,6 +321,27 @@ def load_backbone(cfg) -> Backbone:
             f"cannot load '{path}' from the Hugging Face hub (offline or unreachable?); {OFFLINE_HINT}"
         ) from None
     return Backbone(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length, placed="device_map" in extra)
+
+
+ATTENTIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def _with_attention_error(cfg, load):
+    """Run ``load``; an attention implementation the model or the machine lacks becomes one line."""
+    wanted = cfg.get("attn_implementation")
+    if wanted and wanted not in ATTENTIONS:
+        raise LtuneError(f"unknown model.attn_implementation '{wanted}'; valid: {', '.join(ATTENTIONS)} (or null)")
+    try:
+        return load()
+    except (ValueError, ImportError) as err:
+        text = str(err).lower()
+        if not wanted or not any(m in text for m in (wanted, "attn_implementation", "scaled_dot_product", "flash")):
+            raise
+        first = str(err).strip().splitlines()[0]
+        raise LtuneError(
+            f"model.attn_implementation={wanted} is not available for model={cfg.name} here ({first}); "
+            f"use model.attn_implementation=null (transformers' choice) or eager"
+        ) from None
 
 
 QUANTIZATIONS = ("none", "8bit", "4bit")

@@ -171,3 +171,16 @@ def test_peft_prompt_computes_what_our_prompt_computes(family):
         theirs.prompt_embedding.weight.copy_(ours.prompt)
         theirs.head.load_state_dict(ours.head.state_dict())
     torch.testing.assert_close(theirs.eval().label_scores(batch), ours.eval().label_scores(batch), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_peft_prompt_leaves_the_shared_model_to_the_other_methods(family):
+    """ltune bench runs every method on one backbone: wrapping it in peft must not change what the
+    other methods compute."""
+    prefix, batch = make(family, "l_prefix")
+    prefix.eval()
+    with torch.no_grad():
+        before = prefix.label_scores(batch)
+        METHODS["peft_prompt"][1](prefix.backbone, method_cfg("peft_prompt"), LABEL_TEXTS)
+        after = prefix.label_scores(batch)
+    torch.testing.assert_close(after, before, atol=0, rtol=0)

@@ -1,0 +1,64 @@
+"""Speed options of the training loop: a compiled backbone and the fused AdamW kernel must train
+as the eager model with torch's default AdamW does (up to float rounding)."""
+
+import shutil
+
+import pytest
+import torch
+
+from ltune.train import build_optimizer, compile_backbone
+from tests.methods.test_methods import make
+
+# torch.compile's CPU backend (inductor) builds C++ kernels.
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                                    reason="torch.compile on the CPU needs a C++ compiler")
+
+
+def three_steps(family, name, compiled, fused):
+    method, batch = make(family, name)
+    method.eval()  # no dropout: the two runs must see the same computation
+    if compiled:
+        compile_backbone(method.backbone)
+    params = [p for p in method.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, lr=1e-2, weight_decay=0.01, fused=fused)
+    losses = []
+    for _ in range(3):
+        loss = method.training_loss(batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    with torch.no_grad():
+        scores = method.label_scores(batch)
+    return losses, scores, optimizer
+
+
+def assert_trains_like_eager(family, name, compiled, fused):
+    eager_losses, eager_scores, eager_optimizer = three_steps(family, name, compiled=False, fused=False)
+    assert not eager_optimizer.defaults["fused"]
+    losses, scores, optimizer = three_steps(family, name, compiled=compiled, fused=fused)
+    assert losses == pytest.approx(eager_losses, rel=1e-4, abs=1e-5)
+    assert torch.allclose(scores, eager_scores, rtol=1e-4, atol=1e-5)
+    assert eager_losses[-1] != eager_losses[0]  # the steps changed the parameters
+    return optimizer
+
+
+@pytest.mark.parametrize("family,name", [("llama", "l_prefix"), ("bert", "prompt")])
+def test_fused_adamw_trains_like_the_default_one(family, name):
+    assert assert_trains_like_eager(family, name, compiled=False, fused=True).defaults["fused"]
+
+
+def test_fused_auto_means_fused_on_cuda_only():
+    cpu = [torch.nn.Parameter(torch.zeros(3))]
+    assert not build_optimizer(cpu, lr=1e-3, weight_decay=0.0, fused="auto").defaults["fused"]
+
+
+@needs_compiler
+@pytest.mark.parametrize("family,name", [("llama", "l_prefix"), ("bert", "prompt")])
+def test_compiled_backbone_trains_like_the_eager_one(family, name):
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    assert_trains_like_eager(family, name, compiled=True, fused=False)
+    # The backbone really ran compiled (a silent fallback to eager would compile no graph).
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    torch._dynamo.reset()

@@ -8,6 +8,7 @@ evaluation time is per example with all K labels scored (batched, not one label 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import time
@@ -28,7 +29,8 @@ BENCH_METHODS = [
     ("peft_prompt", {}),  # peft's PromptTuning wraps the shared model without changing its layers
 ]
 DEFAULTS = {"model": "minilm", "data": "sst2", "batch_size": "16", "seq_len": "128", "steps": "20", "warmup": "3",
-            "precision": "fp32", "device": "auto", "compile": "false", "fused": "auto", "attn": "", "out": "outputs/bench", "methods": "", "peak_tflops": ""}
+            "precision": "fp32", "device": "auto", "compile": "false", "fused": "auto", "attn": "",
+            "out": "outputs/bench", "methods": "", "peak_tflops": ""}
 #: Dense bf16 peak of cards we know, TFLOP/s (vendor figures, without sparsity), for model FLOPs utilisation.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "L4": 121.0}
 
@@ -67,7 +69,20 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _timed(device, work, run_) -> float:
+@dataclasses.dataclass
+class MethodTimings:
+    """One method under measurement, with what was measured of it so far."""
+
+    name: str
+    method: object
+    params: list
+    optimizer: torch.optim.Optimizer
+    step_times: list = dataclasses.field(default_factory=list)
+    eval_times: list = dataclasses.field(default_factory=list)
+    step_memory_mb: float = 0.0
+
+
+def _timed(device, work, timings: MethodTimings) -> float:
     """Seconds ``work`` takes (the GPU synchronised around it). On CUDA it also tracks the most
     memory the work allocated on top of what was already allocated (activations, gradients)."""
     if device.type == "cuda":
@@ -79,25 +94,26 @@ def _timed(device, work, run_) -> float:
     _sync(device)
     seconds = time.perf_counter() - tick
     if device.type == "cuda":
-        run_["step_memory"] = max(run_["step_memory"], (torch.cuda.max_memory_allocated(device) - before) / 2**20)
+        extra = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        timings.step_memory_mb = max(timings.step_memory_mb, extra)
     return seconds
 
 
-def _train_step(run_, batch, device, precision) -> None:
+def _train_step(timings: MethodTimings, batch, device, precision) -> None:
     from ltune.evaluation import autocast
 
     with autocast(device, precision):
-        loss = run_["method"].training_loss(batch)
+        loss = timings.method.training_loss(batch)
     loss.backward()
-    run_["optimizer"].step()
-    run_["optimizer"].zero_grad(set_to_none=True)
+    timings.optimizer.step()
+    timings.optimizer.zero_grad(set_to_none=True)
 
 
-def _scores(run_, batch, device, precision) -> None:
+def _scores(timings: MethodTimings, batch, device, precision) -> None:
     from ltune.evaluation import autocast
 
     with autocast(device, precision):
-        run_["method"].label_scores(batch)
+        timings.method.label_scores(batch)
 
 
 def run(options: dict[str, str]) -> dict:
@@ -136,43 +152,43 @@ def run(options: dict[str, str]) -> dict:
         method_cfg = {**cfg_method_defaults(name.split("+")[0]), **overrides}
         method = build_method(method_cfg, backbone, label_texts).to(device)
         params = [p for p in method.parameters() if p.requires_grad]
-        runs.append({"name": name, "method": method, "params": params, "times": [], "eval_times": [], "step_memory": 0.0,
-                     "optimizer": build_optimizer(params, lr=1e-4, weight_decay=0.0, fused=fused)})
+        optimizer = build_optimizer(params, lr=1e-4, weight_decay=0.0, fused=fused)
+        runs.append(MethodTimings(name, method, params, optimizer))
     progress = tqdm(total=(warmup + steps + max(2, steps // 4) + 1) * len(runs), desc="ltune bench", unit="step")
     for step in range(warmup + steps):
-        for run_ in runs:
-            run_["method"].train()  # the methods share the backbone: set its mode for each
-            seconds = _timed(device, lambda: _train_step(run_, batch, device, precision), run_)
+        for timings in runs:
+            timings.method.train()  # the methods share the backbone: set its mode for each
+            seconds = _timed(device, lambda: _train_step(timings, batch, device, precision), timings)
             if step >= warmup:
-                run_["times"].append(seconds)
+                timings.step_times.append(seconds)
             progress.update(1)
     with torch.no_grad():
         for step in range(max(2, steps // 4) + 1):
-            for run_ in runs:
-                run_["method"].eval()
-                seconds = _timed(device, lambda: _scores(run_, batch, device, precision), run_)
+            for timings in runs:
+                timings.method.eval()
+                seconds = _timed(device, lambda: _scores(timings, batch, device, precision), timings)
                 if step:  # the first pass warms up
-                    run_["eval_times"].append(seconds)
+                    timings.eval_times.append(seconds)
                 progress.update(1)
     progress.close()
     results = []
-    for run_ in runs:
-        step_time = statistics.median(run_["times"])
+    for timings in runs:
+        step_time = statistics.median(timings.step_times)
         # Model FLOPs of a frozen-backbone training step: 4 x backbone parameters x tokens
         # (forward 2, backward through the activations 2; no weight gradients).
         achieved = 4 * backbone_params * size * length / step_time / 1e12
         results.append({
             "model_tflops_per_second": achieved,
             "mfu": achieved / peak if peak else None,
-            "method": run_["name"],
-            "trainable_params": sum(p.numel() for p in run_["params"]),
+            "method": timings.name,
+            "trainable_params": sum(p.numel() for p in timings.params),
             "step_seconds": step_time,
             "samples_per_second": size / step_time,
             "tokens_per_second": size * length / step_time,
-            "eval_seconds_per_example": statistics.median(run_["eval_times"]) / size,
-            "step_memory_mb": run_["step_memory"] if device.type == "cuda" else None,
+            "eval_seconds_per_example": statistics.median(timings.eval_times) / size,
+            "step_memory_mb": timings.step_memory_mb if device.type == "cuda" else None,
         })
-        print(f"ltune bench: {run_['name']}: {step_time * 1000:.1f} ms/step", flush=True)
+        print(f"ltune bench: {timings.name}: {step_time * 1000:.1f} ms/step", flush=True)
     by_name = {r["method"]: r for r in results}
     for r in results:
         reference = "prefix" if "prefix" in r["method"] else "prompt"
@@ -185,8 +201,9 @@ def run(options: dict[str, str]) -> dict:
         "device_name": device_name, "backbone_params": backbone_params, "peak_tflops": peak,
         "threads": torch.get_num_threads(), "batch_size": size, "seq_len": length, "labels": len(label_texts),
         "precision": precision, "compile": compiled, "backbone_memory_mb": backbone_memory,
-        "fused_optimizer": runs[0]["optimizer"].defaults["fused"] is True if runs else None,
-        "attn_implementation": backbone.model.config._attn_implementation, "steps": steps, "warmup": warmup, "torch": torch.__version__, "results": results,
+        "fused_optimizer": runs[0].optimizer.defaults["fused"] is True if runs else None,
+        "attn_implementation": backbone.model.config._attn_implementation, "steps": steps, "warmup": warmup,
+        "torch": torch.__version__, "results": results,
     }
 
 

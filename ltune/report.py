@@ -37,15 +37,41 @@ def paper_accuracy(model: str, data: str, method: str) -> float | None:
     return row[METHOD_ORDER.index(method)] if row and method in METHOD_ORDER else None
 
 
+#: Keys that differ between seed replicates of one configuration, or that only say where files
+#: go and how progress is tracked: every other key of the resolved config must be equal for two
+#: runs to be averaged as replicates.
+NOT_A_SETTING = ("seed", "run_name", "output_root", "resume", "logger", "trainer.num_threads")
+
+
+def flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def settings_of(config: dict) -> dict:
+    """The flattened resolved config of a run without the keys that replicates may differ in."""
+    return {k: v for k, v in flatten(config).items()
+            if not any(k == skip or k.startswith(skip + ".") for skip in NOT_A_SETTING)}
+
+
 def collect(folder: Path) -> tuple[list[dict], list[dict]]:
     """(finished runs, failed or unfinished runs) under ``folder``."""
+    from omegaconf import OmegaConf
+
     finished, problems = [], []
     for config in sorted(folder.rglob(CONFIG)):
         run = config.parent
         if (run / METRICS).is_file():
             metrics = json.loads((run / METRICS).read_text())
             log = [json.loads(line) for line in (run / LOG).read_text().splitlines()] if (run / LOG).is_file() else []
-            finished.append({**metrics, "run_dir": str(run), "log": log})
+            settings = settings_of(OmegaConf.to_container(OmegaConf.load(config), resolve=False) or {})
+            finished.append({**metrics, "run_dir": str(run), "log": log, "settings": settings})
     for failed in sorted(folder.rglob("failed.json")):
         problems.append({"run_dir": str(failed.parent), "status": "failed", **json.loads(failed.read_text())})
     known = {r["run_dir"] for r in finished} | {p["run_dir"] for p in problems}
@@ -72,14 +98,34 @@ def time_to_fraction(log: list[dict], fraction: float = 0.95) -> tuple[int | Non
     return None, None
 
 
-def summarise(finished: list[dict]) -> list[dict]:
+def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
+    """Runs grouped as seed replicates: same model, data, method and every other setting.
+
+    The key is (model, data, method, variant); variant names the settings in which this group
+    differs from the other groups of the same model, data and method ("" when it is the only one).
+    """
     groups = defaultdict(list)
     for run in finished:
-        groups[(run["model"], run["data"], run["method"])].append(run)
+        frozen = json.dumps(run["settings"], sort_keys=True, default=str)
+        groups[(run["model"], run["data"], run["method"], frozen)].append(run)
+    by_cell = defaultdict(list)
+    for key in groups:
+        by_cell[key[:3]].append(key)
+    named = {}
+    for cell, keys in by_cell.items():
+        settings = [groups[key][0]["settings"] for key in keys]
+        differing = sorted({k for s in settings for k in s if any(t.get(k) != s.get(k) for t in settings)})
+        for key, setting in zip(keys, settings):
+            variant = ", ".join(f"{k}={setting.get(k)}" for k in differing)
+            named[(*cell, variant)] = groups[key]
+    return dict(sorted(named.items()))
+
+
+def summarise(finished: list[dict]) -> list[dict]:
     rows = []
-    for (model, data, method), runs in sorted(groups.items()):
+    for (model, data, method, variant), runs in replicate_groups(finished).items():
         acc_mean, acc_std = _mean_std([r["dev"]["accuracy"] for r in runs])
-        row = {"model": model, "data": data, "method": method, "runs": len(runs),
+        row = {"model": model, "data": data, "method": method, "variant": variant, "runs": len(runs),
                "seeds": " ".join(str(r["seed"]) for r in runs), "dev_accuracy_mean": acc_mean, "dev_accuracy_std": acc_std}
         for extra in ("matthews_corr", "f1", "macro_f1"):
             if all(extra in r["dev"] for r in runs):
@@ -115,15 +161,15 @@ def _fmt(value, digits=3):
 
 def accuracy_table(rows: list[dict], metric: str = "accuracy") -> str:
     columns = sorted({(r["model"], r["data"]) for r in rows})
-    methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in rows)]
-    methods += sorted({r["method"] for r in rows} - set(methods))
-    by_key = {(r["model"], r["data"], r["method"]): r for r in rows}
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    methods = sorted({(r["method"], r["variant"]) for r in rows}, key=lambda mv: (order.get(mv[0], 99), mv))
+    by_key = {(r["model"], r["data"], r["method"], r["variant"]): r for r in rows}
     lines = ["| method | " + " | ".join(f"{m} / {d}" for m, d in columns) + " |",
              "|---|" + "---|" * len(columns)]
-    for method in methods:
+    for method, variant in methods:
         cells = []
         for model, data in columns:
-            r = by_key.get((model, data, method))
+            r = by_key.get((model, data, method, variant))
             if r is None or f"dev_{metric}_mean" not in r:
                 cells.append("–")
                 continue
@@ -131,8 +177,13 @@ def accuracy_table(rows: list[dict], metric: str = "accuracy") -> str:
             if metric == "accuracy" and r["paper_accuracy"] is not None:
                 cell += f"; paper {r['paper_accuracy']:.3f}, Δ {r['delta_vs_paper']:+.3f}"
             cells.append(cell)
-        lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+        name = METHOD_LABELS.get(method, method) + (f" [{variant}]" if variant else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _method_name(row: dict) -> str:
+    return row["method"] + (f" [{row['variant']}]" if row["variant"] else "")
 
 
 def efficiency_table(rows: list[dict]) -> str:
@@ -140,7 +191,7 @@ def efficiency_table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['model']} / {r['data']} | {r['method']} | {r['trainable_params']:,} | {r['seconds_per_step']:.3f} | "
+            f"| {r['model']} / {r['data']} | {_method_name(r)} | {r['trainable_params']:,} | {r['seconds_per_step']:.3f} | "
             f"{r['train_seconds']:.1f} | {r['steps']:.0f} | {_fmt(r['steps_to_95pct_best'], 0)} | "
             f"{_fmt(r['seconds_to_95pct_best'], 1)} | {r['eval_seconds_per_example']:.4f} |"
         )

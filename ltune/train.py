@@ -176,6 +176,8 @@ def _train(cfg: DictConfig, run_dir: Path, tracker, resume: bool = False) -> dic
     # Model, data, method.
     backbone = load_backbone(cfg.model, device)
     task = load_task(cfg.data, cfg.seed)
+    if not backbone.placed:
+        backbone.to(device)  # first: the L-methods encode their label texts where the backbone lives
     method = place(build_method(cfg.method, backbone, task.label_texts), device)
     if cfg.trainer.get("compile"):
         compile_backbone(backbone)

@@ -33,10 +33,12 @@ def parse_options(args: list[str], allowed: dict[str, object], repeatable: tuple
     return options
 
 
-def load_run(run_dir: Path, label_texts: list[str] | None = None):
-    """(config, method with the run's trained parameters) of a finished run folder."""
+def load_run(run_dir: Path, label_texts: list[str] | None = None, device: str | None = None):
+    """(config, method with the run's trained parameters) of a finished run folder, on the run's
+    own device setting (trainer.device) unless ``device`` overrides it."""
     from ltune.backbone import load_backbone
     from ltune.methods import build_method
+    from ltune.train import pick_device
 
     run_dir = Path(run_dir)
     params, config = run_dir / run_files.PARAMS, run_dir / run_files.CONFIG
@@ -53,9 +55,14 @@ def load_run(run_dir: Path, label_texts: list[str] | None = None):
             )
         if cfg.method.name == "l_prefix":  # Z reads pooled label vectors of the trained length l
             method_cfg["label_length"] = state["transform.weight"].shape[1]
-    backbone = load_backbone(cfg.model)
+    target = pick_device(device or cfg.trainer.get("device", "auto"))
+    backbone = load_backbone(cfg.model, target)
+    if not backbone.placed:
+        backbone.to(target)
     method = build_method(method_cfg, backbone, label_texts or list(cfg.data.label_texts))
     method.load_trainable_state_dict(state)
+    if not backbone.placed:
+        method.to(target)
     return cfg, method.eval()
 
 
@@ -65,9 +72,14 @@ def eval_command(args: list[str]) -> dict:
     from ltune.data.collate import ClassificationCollator, TokenizedExamples
     from ltune.evaluation import evaluate
 
-    options = parse_options(args, {"run": None, "data": None, "split": None, "glue_dir": None, "batch_size": "32",
-                                   "max_samples": None})
-    cfg, method = load_run(Path(options["run"]))
+    options = parse_options(args, {"run": None, "data": None, "split": None, "glue_dir": None, "batch_size": None,
+                                   "max_samples": None, "precision": None, "device": None})
+    cfg, method = load_run(Path(options["run"]), device=options["device"])
+    # The run's own precision and evaluation batch size, so that its dev figure is reproduced.
+    precision = options["precision"] or cfg.trainer.get("precision", "fp32")
+    if precision not in ("fp32", "bf16"):
+        raise LtuneError(f"unknown precision '{precision}'; valid: fp32, bf16")
+    batch_size = int(options["batch_size"] or cfg.trainer.get("eval_batch_size", 32))
     data_cfg = cfg.data
     if options["data"]:
         check_overrides([f"data={options['data']}"])
@@ -88,12 +100,12 @@ def eval_command(args: list[str]) -> dict:
     elif options["max_samples"]:
         data_cfg.max_eval_samples = int(options["max_samples"])
     task = load_task(data_cfg, cfg.seed)
-    loader = DataLoader(TokenizedExamples(task.dev, method.backbone), batch_size=int(options["batch_size"]),
+    loader = DataLoader(TokenizedExamples(task.dev, method.backbone), batch_size=batch_size,
                         collate_fn=ClassificationCollator(method.backbone))
     tick = time.perf_counter()
-    metrics = evaluate(method, loader, next(method.parameters()).device, task.metrics, "eval")
+    metrics = evaluate(method, loader, method.backbone.device, task.metrics, "eval", precision)
     result = {"run": str(options["run"]), "data": data_cfg.name, "split": data_cfg.eval_split, "metrics": metrics,
-              "seconds": time.perf_counter() - tick}
+              "precision": precision, "device": str(method.backbone.device), "seconds": time.perf_counter() - tick}
     out = Path(options["run"]) / "evals" / f"{data_cfg.name}_{data_cfg.eval_split}_{time.strftime('%Y%m%d-%H%M%S')}.json"
     run_files.write_json(out, result)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "examples")
@@ -156,7 +168,7 @@ def predict_command(args: list[str]) -> list[dict]:
     examples = [Example(texts, 0) for texts in rows]
     loader = DataLoader(TokenizedExamples(examples, method.backbone), batch_size=int(options["batch_size"]),
                         collate_fn=ClassificationCollator(method.backbone))
-    device = next(method.parameters()).device
+    device = method.backbone.device
     scores = torch.cat([method.label_scores({k: v.to(device) for k, v in b.items()}).float().cpu() for b in loader])
     # L-methods score each (text, label) pair on its own: sigmoid; the K-way heads: softmax.
     probs = scores.sigmoid() if method.pair_training else scores.softmax(-1)

@@ -104,7 +104,7 @@ def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
         (["data=glue"], "unknown data 'glue'; valid options: boolq, cb, cola, demo, mnli, mnli_mismatched, mrpc, qnli, qqp, rte, snli, sst2, wnli"),
         (["trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'; valid keys under trainer:"),
         (["model=bert"], "cannot load 'bert-base-uncased' from the Hugging Face hub (offline or unreachable?); offline alternatives: model=minilm or model=smollm2"),
-        (["data=rte", "data.glue_dir=null"], "cannot load data set nyu-mll/glue (rte) from the Hugging Face hub (offline or unreachable?); use a local GLUE folder with data.glue_dir"),
+        (["data=rte", "data.glue_dir=null"], "cannot load data set nyu-mll/glue (rte) from the Hugging Face hub (offline or unreachable?); give local files with data.files={train: ..., validation: ...}, a GLUE folder with data.glue_dir"),
         (["trainer.lr=0"], "trainer.lr must be positive"),
         (["model.quantization=4bit"], "model.quantization=4bit needs a CUDA GPU (bitsandbytes) and none is visible"),
         (["model.quantization=3bit"], "unknown model.quantization '3bit'; valid: none, 8bit, 4bit"),
@@ -115,6 +115,9 @@ def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
         (["trainer.batch_size=0"], "trainer.batch_size must be a positive integer, got 0"),
         (["method=prefix", "model.max_length=500"], "model.max_length=500 plus 16 prefix/prompt positions exceeds the model's 512 positions; lower model.max_length to at most 496"),
         (["data.label_texts=[a,b]"], "data set demo has 4 label_names but 2 label_texts"),
+        (["model.max_length=0"], "model.max_length must be a positive number of tokens, got 0"),
+        (["method=prefix", "method.num_virtual_tokens=0"], "method.num_virtual_tokens must be positive, got 0"),
+        (["data.label_names=[sports,sports,cooking,travel]"], "lists label name(s) ['sports'] more than once"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_leaves_nothing(tmp_path, args, expected):
@@ -232,3 +235,14 @@ def test_resume_auto_finds_a_run_saved_before_newer_config_keys_existed(tmp_path
         (run / "checkpoint.pt").write_bytes(b"")
     assert newest_unfinished_run(["trainer.max_steps=7"], []) == tmp_path / "runs" / "old_run"
     assert newest_unfinished_run(["trainer.max_steps=8"], []) is None
+
+
+def test_eval_reproduces_a_bf16_run_exactly(tmp_path):
+    """ltune eval runs at the run's own precision: a bf16 run's dev figures come back bit for bit."""
+    ltune("train", *SHORT, "trainer.precision=bf16", "trainer.max_steps=3", tmp_path=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    dev = json.loads((run / "metrics.json").read_text())["dev"]
+    ltune("eval", f"run={run}", tmp_path=tmp_path)
+    (evaluation,) = (run / "evals").glob("*.json")
+    again = json.loads(evaluation.read_text())
+    assert again["precision"] == "bf16" and again["metrics"] == dev

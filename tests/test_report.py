@@ -6,10 +6,12 @@ from ltune.errors import LtuneError
 from ltune.report import report, time_to_fraction
 
 
-def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8)):
-    run = folder / f"{model}_{data}_{method}_{seed}"
+def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8), settings=None, name=None):
+    run = folder / (name or f"{model}_{data}_{method}_{seed}")
     (run / ".hydra").mkdir(parents=True)
-    (run / "config.yaml").write_text("seed: 1\n")
+    config = {"seed": seed, "run_name": f"{model}_{data}_{method}_s{seed}", "output_root": str(folder),
+              "model": {"name": model}, "data": {"name": data}, "method": {"name": method, **(settings or {})}}
+    (run / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
     dev = {"accuracy": accuracy, "loss": 0.5, **({"matthews_corr": mcc} if mcc is not None else {})}
     log = [{"step": 10 * (i + 1), "loss": 1.0, "elapsed": 2.0 * (i + 1),
             "heldout": {"accuracy": acc, "loss": 1 - acc}} for i, acc in enumerate(curve)]
@@ -40,7 +42,7 @@ def test_report_tables_plots_and_failed_runs(tmp_path):
     assert "## Matthews correlation" in text and "0.420 ± 0.028 (n=2)" in text
     assert "trainer.lr must be positive" in text and "killed_job" in text and "unfinished" in text
     rows = (tmp_path / "results.csv").read_text().splitlines()
-    assert len(rows) == 1 + 3 and rows[0].startswith("model,data,method,runs")
+    assert len(rows) == 1 + 3 and rows[0].startswith("model,data,method,variant,runs")
     for png in ("heldout_loss.png", "heldout_accuracy_vs_time.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -53,3 +55,17 @@ def test_time_to_95_percent_of_best():
 def test_report_needs_finished_runs(tmp_path):
     with pytest.raises(LtuneError, match="no finished runs"):
         report(tmp_path)
+
+
+def test_report_averages_only_seed_replicates_of_one_config(tmp_path):
+    """Five prefix runs: two replicates at lr 0.01 with 16 tokens, and three single runs that
+    differ in lr or virtual tokens. They are four groups, never one "n=5" cell (issue 9, defect 5)."""
+    specs = [(1, 0.70, 0.01, 16), (2, 0.72, 0.01, 16), (1, 0.40, 0.1, 16), (1, 0.10, 0.01, 4), (1, 0.20, 0.1, 4)]
+    for i, (seed, acc, lr, tokens) in enumerate(specs):
+        fake_run(tmp_path, "minilm", "sst2", "prefix", seed, acc, settings={"lr": lr, "num_virtual_tokens": tokens},
+                 name=f"run{i}")
+    text = report(tmp_path).read_text()
+    assert "(n=5)" not in text
+    assert "| Prefix (P) [method.lr=0.01, method.num_virtual_tokens=16] | 0.710 ± 0.014 (n=2) |" in text
+    assert "| Prefix (P) [method.lr=0.1, method.num_virtual_tokens=4] | 0.200 ± 0.000 (n=1) |" in text
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + 4

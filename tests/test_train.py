@@ -62,3 +62,32 @@ def test_compiled_backbone_trains_like_the_eager_one(family, name):
     # The backbone really ran compiled (a silent fallback to eager would compile no graph).
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
     torch._dynamo.reset()
+
+
+def test_label_texts_are_encoded_where_the_backbone_will_run(monkeypatch, tmp_path):
+    """The L-methods encode their label texts when they are built. The backbone must already be on
+    the run's device then: encoding a 7B model's labels on the CPU and moving afterwards is slow
+    (issue 9, defect 9). A fake accelerator says the run's device is "meta"."""
+    import ltune.train
+    from ltune.backbone import Backbone
+    from tests.conftest import compose
+
+    class MetaAccelerator:
+        def __init__(self, *args, **kwargs):
+            self.device, self.is_main_process, self.num_processes = torch.device("meta"), True, 1
+
+    class Built(Exception):
+        pass
+
+    seen = []
+
+    def spy(self, label_batch):
+        seen.append((next(self.model.parameters()).device, label_batch["input_ids"].device))
+        raise Built
+
+    monkeypatch.setattr(ltune.train, "Accelerator", MetaAccelerator)
+    monkeypatch.setattr(Backbone, "encode_label_batch", spy)
+    cfg = compose("method=l_prompt", f"output_root={tmp_path}")
+    with pytest.raises(Built):
+        ltune.train.train(cfg, tmp_path / "run")
+    assert seen == [(torch.device("meta"), torch.device("meta"))]

@@ -82,7 +82,7 @@ class LabelConditioned(TuningMethod):
 
     def __init__(self, backbone: Backbone, config, label_texts: list[str]):
         super().__init__(backbone, config, label_texts)
-        device = next(backbone.model.parameters()).device
+        device = backbone.device
         label_batch = {k: v.to(device) for k, v in backbone.label_batch(self.label_texts, config.get("label_length")).items()}
         self.register_buffer("label_ids", label_batch["input_ids"], persistent=False)  # (K, l)
         self.register_buffer("label_mask", label_batch["attention_mask"].bool(), persistent=False)  # (K, l)

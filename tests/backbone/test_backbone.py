@@ -99,3 +99,82 @@ def test_unsupported_architecture_is_a_clear_error():
     model = GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2))
     with pytest.raises(LtuneError, match="not supported; supported: bert"):
         Backbone(model, tokenizer(), pooling="last")
+
+
+# -- label padding inside the input (issue 9, defect 1) ------------------------------------
+# Label texts of different token lengths are padded to one length l, so a prefix or prompt may
+# end in padded positions followed by the text. A padded position must act as if it were absent:
+# invisible, taking no position, never pooled. Each family is checked against the same input
+# with the padding cut away.
+
+def _poolings(family):
+    return ("pooler", "cls", "mean") if family == "bert" else (("cls", "mean") if family in ("roberta", "deberta")
+                                                               else ("last", "mean"))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_padded_prefix_positions_act_as_absent(family):
+    backbone = tiny_backbone(family)
+    batch = batch_of(backbone, ["the cat sat on the mat", "a dog"])
+    kv = random_prefix(backbone, 2, length=5)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    hidden = backbone.hidden_states(**batch, prefix_kv=kv, prefix_mask=mask)[0]  # the text's states only
+    for row, real in ((0, 3), (1, 5)):
+        alone = {k: v[row:row + 1] for k, v in batch.items()}
+        reference = backbone.hidden_states(**alone, prefix_kv=kv[:, :, row:row + 1, :, :real])[0]
+        n = int(batch["attention_mask"][row].sum())
+        torch.testing.assert_close(hidden[row, :n], reference[0, :n], atol=1e-5, rtol=1e-4)
+    for pooling in _poolings(family):
+        backbone.pooling = pooling
+        together = backbone.encode(**batch, prefix_kv=kv, prefix_mask=mask)
+        alone = backbone.encode(**{k: v[:1] for k, v in batch.items()}, prefix_kv=kv[:, :, :1, :, :3])
+        torch.testing.assert_close(together[0], alone[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_padded_prompt_positions_act_as_absent(family):
+    backbone = tiny_backbone(family)
+    batch = batch_of(backbone, ["the cat sat on the mat", "a dog"])
+    prompt = torch.randn(2, 5, backbone.hidden_size, generator=torch.Generator().manual_seed(3))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    for pooling in _poolings(family):
+        backbone.pooling = pooling
+        together = backbone.encode(**batch, prompt=prompt, prompt_mask=mask)
+        for row, real in ((0, 3), (1, 5)):
+            n = int(batch["attention_mask"][row].sum())
+            alone = {k: v[row:row + 1, :n] for k, v in batch.items()}
+            reference = backbone.encode(**alone, prompt=prompt[row:row + 1, :real])
+            torch.testing.assert_close(together[row], reference[0], atol=1e-5, rtol=1e-4)
+
+
+def test_last_pooling_finds_the_last_real_token_behind_internal_padding():
+    from ltune.backbone.encoding import last_real_position
+
+    mask = torch.tensor([[1, 1, 0, 0, 1, 1, 0], [1, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
+    assert last_real_position(mask).tolist() == [5, 0, 6]
+
+
+def test_falcon_40b_layout_prefix_has_every_attention_head():
+    """Falcon's new decoder architecture caches keys/values expanded to all attention heads."""
+    from transformers import AutoModel, FalconConfig
+
+    from tests.tiny import HEADS, HIDDEN, LAYERS, tokenizer
+
+    config = FalconConfig(vocab_size=tokenizer().vocab_size, hidden_size=HIDDEN, num_attention_heads=HEADS,
+                          num_hidden_layers=LAYERS, new_decoder_architecture=True, num_kv_heads=2, alibi=False)
+    backbone = Backbone(AutoModel.from_config(config).eval(), tokenizer(), pooling="last")
+    assert backbone.num_kv_heads == HEADS
+    batch = batch_of(backbone, ["a sentence about nothing"])
+    prefixed = backbone.hidden_states(**batch, prefix_kv=random_prefix(backbone, 1))[0]
+    assert (prefixed - backbone.hidden_states(**batch)[0]).abs().max() > 1e-3
+
+
+def test_the_prefix_reaches_the_model_under_this_transformers_version():
+    """A prefix cache the model ignores would train nothing without a word (transformers < 5.24
+    takes past_key_values, not cache): the argument name is read from the forward signature."""
+    from ltune.backbone.encoding import cache_argument
+
+    for family in FAMILIES:
+        backbone = tiny_backbone(family)
+        if backbone.arch.prefix_entry == "cache":
+            assert cache_argument(type(backbone.model)) in ("cache", "past_key_values")

@@ -40,8 +40,8 @@ def test_heldout_is_disjoint_seeded_and_caps_are_seeded(glue):
     assert a.train == b.train and a.heldout == b.heldout and a.dev == b.dev
     assert a.heldout != c.heldout
     assert len(a.train) == 100 and len(a.dev) == 50
-    train_texts = {e.texts for e in a.train}
-    assert not any(e.texts in train_texts for e in a.heldout)
+    train_ids = {e.id for e in a.train}
+    assert not any(e.id in train_ids for e in a.heldout)  # (RTE's train file repeats some pairs: compare rows)
 
 
 def write_jsonl(path, rows):
@@ -113,3 +113,78 @@ def test_unlabeled_rows_are_skipped_where_configured(tmp_path):
     write_jsonl(tmp_path / "validation.jsonl", rows[:8])
     task = load_task(data_cfg("snli", hub_path=str(tmp_path)), seed=0)
     assert len(task.train) + len(task.heldout) == 30 and len(task.dev) == 6
+
+
+# -- issue 9: defects that made results silently wrong ---------------------------------------
+
+def local_cfg(tmp_path, train_rows, dev_rows, suffix="jsonl", **overrides):
+    for split, rows in (("train", train_rows), ("validation", dev_rows)):
+        write_jsonl(tmp_path / f"{split}.{suffix}", rows)
+    files = {"train": str(tmp_path / f"train.{suffix}"), "validation": str(tmp_path / f"validation.{suffix}")}
+    return data_cfg("sst2", files=files, format=None, **{"labels_are_indices": False, **overrides})
+
+
+@pytest.mark.parametrize("names,values", [([-1, 1], [-1, 1]), ([1, 0], [1, 0]), (["1", "0"], ["1", "0"])])
+def test_numeric_label_values_are_matched_as_names_first(tmp_path, names, values):
+    rows = [{"sentence": f"text {i}", "label": values[i % 2]} for i in range(40)]
+    task = load_task(local_cfg(tmp_path, rows, rows[:6], label_names=names), seed=0)
+    # Row i carries label value values[i % 2], which is label_names[i % 2]: index i % 2.
+    assert [e.label for e in task.dev] == [i % 2 for i in range(6)]
+
+
+def test_label_indices_only_where_the_config_says_so(tmp_path):
+    rows = [{"sentence": f"text {i}", "label": i % 2} for i in range(40)]
+    with pytest.raises(LtuneError, match="has label 0, which is not in data.label_names"):
+        load_task(local_cfg(tmp_path, rows, rows[:6], label_names=["neg", "pos"]), seed=0)
+    task = load_task(local_cfg(tmp_path, rows, rows[:6], label_names=["neg", "pos"], labels_are_indices=True), seed=0)
+    assert [e.label for e in task.dev] == [0, 1, 0, 1, 0, 1]
+
+
+def test_utf8_byte_order_mark_is_read_in_tsv_csv_and_jsonl(tmp_path):
+    bom = "\ufeff"
+    mrpc = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+    rows = [[str(i % 2), "1", "2", f"a {i}", f"b {i}"] for i in range(20)]
+    for split in ("train", "dev"):
+        path = tmp_path / "MRPC" / f"{split}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(bom + "\n".join("\t".join(r) for r in [mrpc, *rows]) + "\n", encoding="utf-8")
+    assert len(load_task(data_cfg("mrpc", glue_dir=str(tmp_path)), seed=0).dev) == 20
+
+    (tmp_path / "t.csv").write_text(bom + "sentence,label\n" + "".join(f"s {i},{i % 2}\n" for i in range(20)))
+    (tmp_path / "t.jsonl").write_text(bom + "".join(json.dumps({"sentence": f"s {i}", "label": i % 2}) + "\n"
+                                                   for i in range(20)))
+    for name in ("t.csv", "t.jsonl"):
+        cfg = data_cfg("sst2", files={"train": str(tmp_path / name), "validation": str(tmp_path / name)}, format=None)
+        assert len(load_task(cfg, seed=0).dev) == 20
+
+
+def test_dev_sample_does_not_depend_on_the_train_cap(tmp_path):
+    rows = [{"sentence": f"text {i}", "label": i % 2} for i in range(300)]
+    dev = [{"sentence": f"dev {i}", "label": i % 2} for i in range(100)]
+    small = load_task(local_cfg(tmp_path, rows, dev, labels_are_indices=True, max_train_samples=20, max_eval_samples=30), seed=3)
+    large = load_task(local_cfg(tmp_path, rows, dev, labels_are_indices=True, max_train_samples=200, max_eval_samples=30), seed=3)
+    assert small.dev == large.dev and small.heldout == large.heldout
+    assert len(small.train) == 20 and len(large.train) == 200
+
+
+def test_glue_folder_reads_the_split_it_is_asked_for(tmp_path):
+    header = ["index", "sentence1", "sentence2", "label"]
+    for split, n in (("train", 30), ("dev", 5), ("test", 7)):
+        write_tsv(tmp_path / "RTE" / f"{split}.tsv", header,
+                  [[str(i), f"{split} {i}", "h", "entailment"] for i in range(n)])
+    assert len(load_task(data_cfg("rte", glue_dir=str(tmp_path)), seed=0).dev) == 5
+    task = load_task(data_cfg("rte", glue_dir=str(tmp_path), eval_split="test"), seed=0)
+    assert len(task.dev) == 7 and task.dev[0].texts[0].startswith("test")
+    with pytest.raises(LtuneError, match="no split 'dev_typo'; valid splits: train, validation, test"):
+        load_task(data_cfg("rte", glue_dir=str(tmp_path), eval_split="dev_typo"), seed=0)
+
+
+@pytest.mark.parametrize("rows,overrides,message", [
+    ([{"sentence": "a", "label": 0}] * 20, {"label_names": ["neg", "neg"], "labels_are_indices": True},
+     "lists label name(s) ['neg'] more than once"),
+    ([{"sentence": None, "label": 0}] * 20, {"labels_are_indices": True}, "has no text in column 'sentence' (null)"),
+])
+def test_phantom_classes_and_null_texts_are_refused(tmp_path, rows, overrides, message):
+    with pytest.raises(LtuneError) as info:
+        load_task(local_cfg(tmp_path, rows, rows, **overrides), seed=0)
+    assert message in str(info.value)

@@ -184,3 +184,19 @@ def test_peft_prompt_leaves_the_shared_model_to_the_other_methods(family):
         METHODS["peft_prompt"][1](prefix.backbone, method_cfg("peft_prompt"), LABEL_TEXTS)
         after = prefix.label_scores(batch)
     torch.testing.assert_close(after, before, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_l_prompt_score_of_a_label_does_not_depend_on_the_other_labels_lengths(family):
+    """RTE-like label texts of different token lengths: "yes" is padded to the longest label.
+    Its score must equal the score it gets next to a label of its own length (issue 9, defect 1)."""
+    backbone = tiny_backbone(family)
+    short = METHODS["l_prompt"][1](backbone, method_cfg("l_prompt"), ["yes", "no"])
+    mixed = METHODS["l_prompt"][1](backbone, method_cfg("l_prompt"), ["yes", "it does not follow at all"])
+    assert mixed.label_mask[0].sum() < mixed.label_mask.shape[1]  # "yes" really is padded
+    mixed.load_trainable_state_dict(short.trainable_state_dict())
+    encoded = backbone.tokenize(TEXTS)
+    batch = backbone.pad([{k: v[i] for k, v in encoded.items()} for i in range(len(TEXTS))])
+    with torch.no_grad():
+        torch.testing.assert_close(mixed.eval().label_scores(batch)[:, 0], short.eval().label_scores(batch)[:, 0],
+                                   atol=1e-5, rtol=1e-4)

@@ -1,5 +1,7 @@
 from dataclasses import dataclass
 
+from ltune.methods.checks import positive
+
 
 @dataclass
 class LPrefixConfig:
@@ -14,3 +16,8 @@ class LPrefixConfig:
     label_length: int | None = None
     #: Ablation: re-encode label texts on every training step, as the reference code does.
     reencode_labels: bool = False
+
+    def __post_init__(self):
+        if self.label_length is not None:
+            positive("label_length", self.label_length)
+        positive("lr", self.lr)

@@ -1,5 +1,7 @@
 from dataclasses import dataclass
 
+from ltune.methods.checks import positive
+
 
 @dataclass
 class PrefixConfig:
@@ -11,3 +13,8 @@ class PrefixConfig:
     #: Produce the prefix through an MLP (Li & Liang) instead of learning it directly (P-tuning v2 default).
     reparameterize: bool = False
     reparam_hidden: int = 512
+
+    def __post_init__(self):
+        positive("num_virtual_tokens", self.num_virtual_tokens, "prefix tuning needs at least one virtual token")
+        positive("reparam_hidden", self.reparam_hidden)
+        positive("lr", self.lr)

@@ -1,5 +1,7 @@
 from dataclasses import dataclass
 
+from ltune.methods.checks import positive
+
 
 @dataclass
 class PromptConfig:
@@ -10,3 +12,7 @@ class PromptConfig:
     num_virtual_tokens: int = 16
     #: "vocab": start from the embeddings of random vocabulary tokens (Lester et al.); "random": N(0, 0.02).
     init: str = "vocab"
+
+    def __post_init__(self):
+        positive("num_virtual_tokens", self.num_virtual_tokens, "prompt tuning needs at least one virtual token")
+        positive("lr", self.lr)

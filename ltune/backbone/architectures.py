@@ -1,0 +1,94 @@
+"""What ltune needs to know about each model family, as one table.
+
+Every difference between families that the rest of ltune cares about is a field of
+``Architecture``: whether it is a decoder, how a prefix enters attention, how positions are
+given, where its key/value head count lives and how many positions it can take. Adding a family
+is adding a row (and, for a new prefix entry, a module beside this one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from ltune.errors import LtuneError
+
+
+def _kv_heads_default(config) -> int:
+    return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+
+
+def _kv_heads_falcon(config) -> int:
+    # Falcon-40B's layout (new_decoder_architecture) caches keys/values already expanded to every
+    # attention head; Falcon-7B's multi-query layout caches one head.
+    if config.new_decoder_architecture or not config.multi_query:
+        return config.num_attention_heads
+    return 1
+
+
+def _table_size(config) -> int | None:
+    return getattr(config, "max_position_embeddings", None)
+
+
+def _table_after_padding_index(config) -> int | None:
+    """RoBERTa numbers positions from pad_token_id + 1: that many table rows are never used."""
+    return config.max_position_embeddings - (config.pad_token_id + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    decoder: bool
+    #: How a prefix of past keys/values enters attention: "cache" (transformers' Cache API) or
+    #: "deberta" (ltune's own patch of the disentangled attention; the prefix has no position).
+    prefix_entry: str
+    #: How the model learns token positions: "ids" (from position_ids: an absolute table or rotary
+    #: embeddings; ltune passes them so that masked prefix positions are not counted), "mask" (ALiBi
+    #: built from the attention mask, which already skips masked positions) or "relative" (DeBERTa).
+    positions: str | Callable = "ids"
+    #: The position id of the first real token (RoBERTa: pad_token_id + 1).
+    first_position: Callable = lambda config: 0
+    #: Key/value heads of the attention caches (multi-query and grouped-query models have fewer).
+    kv_heads: Callable = _kv_heads_default
+    #: How many positions (virtual + text) the model can take; None when unbounded.
+    position_limit: Callable = _table_size
+
+    def position_kind(self, config) -> str:
+        return self.positions(config) if callable(self.positions) else self.positions
+
+
+_ENCODER = dict(decoder=False, prefix_entry="cache")
+_DECODER = dict(decoder=True, prefix_entry="cache")
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "bert": Architecture(**_ENCODER),
+    "roberta": Architecture(
+        **_ENCODER, first_position=lambda c: c.pad_token_id + 1, position_limit=_table_after_padding_index
+    ),
+    "xlm-roberta": Architecture(
+        **_ENCODER, first_position=lambda c: c.pad_token_id + 1, position_limit=_table_after_padding_index
+    ),
+    "deberta-v2": Architecture(decoder=False, prefix_entry="deberta", positions="relative"),
+    "falcon": Architecture(
+        **_DECODER, positions=lambda c: "mask" if c.alibi else "ids", kv_heads=_kv_heads_falcon,
+        position_limit=lambda c: None if c.alibi else _table_size(c),
+    ),
+    "bloom": Architecture(**_DECODER, positions="mask", position_limit=lambda c: None),
+    "llama": Architecture(**_DECODER),
+    "mistral": Architecture(**_DECODER),
+    "qwen2": Architecture(**_DECODER),
+}
+
+
+def architecture_of(config) -> Architecture:
+    if config.model_type not in ARCHITECTURES:
+        raise LtuneError(
+            f"model type '{config.model_type}' is not supported; supported: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return ARCHITECTURES[config.model_type]
+
+
+def kv_layout(config) -> tuple[int, int, int]:
+    """(layers, key/value heads, head dim) of the attention caches of ``config``."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return config.num_hidden_layers, architecture_of(config).kv_heads(config), head_dim

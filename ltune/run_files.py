@@ -1,5 +1,10 @@
-"""The files of a run folder. Every write goes to a temporary file that is renamed into
-place, so a crash or a full disk never leaves a half-written or clobbered result."""
+"""The files of a run folder, by name, and how they are written.
+
+Every write goes to a temporary file in the same folder that is renamed into place, so a crash or
+a full disk never leaves a half-written or clobbered result; the file gets the permissions a
+plain ``open()`` would give it under the user's umask (others on a shared machine can read
+results as they can read any file the user writes).
+"""
 
 from __future__ import annotations
 
@@ -7,29 +12,48 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
-from safetensors.torch import save_file
 
 METRICS = "metrics.json"
 CONFIG = "config.yaml"
 LOG = "log.jsonl"
 PARAMS = "trainable.safetensors"
 CHECKPOINT = "checkpoint.pt"
+PREDICTIONS = "predictions.jsonl"
+FAILED = "failed.json"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write(temporary path)``, then rename the temporary file to ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    atomic_write(path, write)
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -41,14 +65,26 @@ def write_text(path: Path, text: str) -> None:
 
 
 def save_parameters(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    from safetensors.torch import save_file
+
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Everything a resume needs; the previous checkpoint survives a failed write."""
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    """A finished run's metrics.json, or None when the run has not finished."""
     try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return json.loads((Path(run_dir) / METRICS).read_text())
+    except FileNotFoundError:
+        return None
 
 
 class JsonlLog:
@@ -63,23 +99,6 @@ class JsonlLog:
 
     def close(self) -> None:
         self.handle.close()
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Everything a resume needs, written to a temporary file and renamed: the previous
-    checkpoint survives a failed write."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def truncate_log(path: Path, step: int) -> None:

@@ -1,424 +1,502 @@
-"""One training run, top to bottom: load, train with held-out selection, report dev.
+"""One training run as named stages: set up the runtime, build the components (backbone, task,
+method), build the loaders and the optimisation, train (one step at a time, evaluating on the
+held-out slice and keeping the best state), then evaluate dev once with the selected parameters
+and write the results.
 
-Reads a composed config (conf/config.yaml) and writes into ``run_dir``:
-metrics.json, config.yaml (resolved), log.jsonl (per step) and trainable.safetensors
-(the selected trainable parameters only).
+Reads a composed config (conf/config.yaml) and writes into ``run_dir``: metrics.json,
+config.yaml (resolved), log.jsonl (per step) and trainable.safetensors (the selected
+trainable parameters only). ``TrainState`` is everything a checkpoint holds, so a resumed run
+ends exactly where an uninterrupted one would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import json
 import math
-import os
 import platform
-import random
-import resource
 import signal
 import threading
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from accelerate import Accelerator
 from transformers import get_linear_schedule_with_warmup
 
 import ltune
 from ltune import run_files
-from ltune.backbone import load_backbone
-from ltune.data import load_task
-from ltune.data.collate import ClassificationCollator, PairCollator, TokenizedExamples
+from ltune.backbone import forget, load_backbone
+from ltune.data import Task, load_task
+from ltune.data.batching import LengthGroupedBatches
+from ltune.data.collate import ClassificationCollator, PairCollator, TokenizedExamples, evaluation_loader
 from ltune.errors import LtuneError
-from ltune.evaluation import autocast, evaluate
+from ltune.evaluation import Predictions, autocast, evaluate, predict_scores, score
 from ltune.loggers import NoLogger, make_logger
 from ltune.methods import build_method
+from ltune.methods.base import TuningMethod
+from ltune.runtime import (build_optimizer, compile_backbone, is_main_process, peak_memory_mb, pick_device, place,
+                           restore_rng_states, rng_states, seed_everything)
 
 
-def is_main_process() -> bool:
-    """Rank 0 of a torchrun / accelerate launch (or a plain run) writes the run folder."""
-    return int(os.environ.get("RANK", "0")) == 0
+# -- stages ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Runtime:
+    accelerator: Accelerator
+    device: torch.device
+    main: bool  # this process writes the run folder
+    parallel: bool  # data parallel over several processes
+    precision: str
+    started: float
 
 
-def rng_states() -> dict:
-    return {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+def set_up_runtime(cfg: DictConfig) -> Runtime:
+    started = time.perf_counter()
+    seed_everything(cfg.seed)
+    # Under torchrun / accelerate launch, accelerate joins the process group (gloo on CPU, NCCL on
+    # GPU), wraps the method in DistributedDataParallel and shards the data; a plain run is one process.
+    accelerator = Accelerator(cpu=pick_device(cfg.trainer.device).type == "cpu")
+    if cfg.trainer.get("num_threads"):
+        torch.set_num_threads(int(cfg.trainer.num_threads))  # parallel local jobs: threads = cores / jobs
+    return Runtime(accelerator, accelerator.device, is_main_process(), accelerator.num_processes > 1,
+                   str(cfg.trainer.precision), started)
 
 
-def _numpy_state() -> list:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
+@dataclasses.dataclass
+class Components:
+    backbone: object
+    task: Task
+    method: TuningMethod
 
 
-def restore_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if states["cuda"]:
-        torch.cuda.set_rng_state_all(states["cuda"])
+def build_components(cfg: DictConfig, runtime: Runtime) -> Components:
+    backbone = load_backbone(cfg.model, runtime.device, reuse=True)
+    task = load_task(cfg.data, cfg.seed)
+    if not backbone.placed:
+        backbone.to(runtime.device)  # first: the L-methods encode their label texts where the backbone lives
+    # Loading (or reusing) the backbone may draw random numbers: the method starts from the seed alone.
+    seed_everything(cfg.seed)
+    method = place(build_method(cfg.method, backbone, task.label_texts), runtime.device)
+    if method.modifies_backbone or cfg.trainer.compile:
+        forget(backbone)  # the next run in this process loads a fresh one
+    if cfg.trainer.compile:
+        compile_backbone(backbone)
+    return Components(backbone, task, method)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
+@dataclasses.dataclass
+class Loaders:
+    train: DataLoader
+    heldout: DataLoader
+    dev: DataLoader
+    #: The random sources of the training order and of the L-methods' pairs (saved in checkpoints).
+    order: torch.Generator
+    pairs: torch.Generator
+    #: accelerate's gather_for_metrics in a data-parallel run (None otherwise).
+    gather: object = None
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LtuneError("trainer.device=cuda but no CUDA device is visible; use trainer.device=cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise LtuneError(f"unknown trainer.device '{name}'; valid: auto, cpu, cuda")
-    return torch.device(name)
+def build_loaders(cfg: DictConfig, components: Components, runtime: Runtime) -> tuple[Loaders, torch.nn.Module]:
+    """Training texts are tokenised once; pairs are drawn per batch. Returns the loaders and the
+    module a training step calls (the method, or its DistributedDataParallel wrapper)."""
+    backbone, task, method = components.backbone, components.task, components.method
+    order = torch.Generator().manual_seed(cfg.seed)
+    pairs = torch.Generator().manual_seed(cfg.seed + 1)
+    train_collate = PairCollator(backbone, task.num_labels, pairs) if method.pair_training else ClassificationCollator(backbone)
+    examples = TokenizedExamples(task.train, backbone)
+    if cfg.trainer.group_by_length:
+        batches = LengthGroupedBatches(examples.lengths(), cfg.trainer.batch_size, order,
+                                       processes=runtime.accelerator.num_processes)
+        train = DataLoader(examples, batch_sampler=batches, collate_fn=train_collate)
+    else:
+        train = DataLoader(examples, batch_size=cfg.trainer.batch_size, shuffle=True, generator=order,
+                           collate_fn=train_collate)
+    heldout = evaluation_loader(task.heldout, backbone, cfg.trainer.eval_batch_size)
+    dev = evaluation_loader(task.dev, backbone, cfg.trainer.eval_batch_size)
+    if not runtime.parallel:
+        return Loaders(train, heldout, dev, order, pairs), method
+    # Data parallel: each process gets its share of every global batch (trainer.batch_size per
+    # process) and of the evaluation sets; gather_for_metrics puts the evaluations back together.
+    accelerator = runtime.accelerator
+    model = accelerator.prepare_model(method)
+    train, heldout, dev = (accelerator.prepare_data_loader(loader) for loader in (train, heldout, dev))
+    return Loaders(train, heldout, dev, order, pairs, accelerator.gather_for_metrics), model
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+@dataclasses.dataclass
+class Optimisation:
+    params: list
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    total_steps: int
 
 
-def place(method, device: torch.device):
-    """Move the method to ``device``; a backbone that from_pretrained placed (device_map,
-    4/8-bit weights) stays where it is and only the method's own maps and head move."""
-    if not method.backbone.placed:
-        return method.to(device)
-    for name, child in method.named_children():
-        if name != "backbone":
-            child.to(device)
-    for name, param in list(method.named_parameters(recurse=False)):
-        param.data = param.data.to(device)
-    for name, buffer in list(method.named_buffers(recurse=False)):
-        setattr(method, name, buffer.to(device))
-    return method
+def build_optimisation(cfg: DictConfig, method: TuningMethod, loaders: Loaders) -> Optimisation:
+    """AdamW over the method's maps and head only, with linear warm-up and decay."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    total_steps = cfg.trainer.epochs * len(loaders.train) if cfg.trainer.epochs else cfg.trainer.max_steps
+    optimizer = build_optimizer(params, float(cfg.trainer.lr), cfg.trainer.weight_decay,
+                                cfg.trainer.get("fused_optimizer", "auto"))
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.trainer.warmup_ratio * total_steps),
+                                                total_steps)
+    return Optimisation(params, optimizer, scheduler, total_steps)
 
 
-def check_trainer(cfg) -> None:
-    t = cfg.trainer
-    for key in ("batch_size", "eval_batch_size", "eval_every"):
-        if not isinstance(t[key], int) or t[key] <= 0:
-            raise LtuneError(f"trainer.{key} must be a positive integer, got {t[key]!r}")
-    if not float(t.lr) > 0:
-        raise LtuneError(f"trainer.lr must be positive, got {t.lr!r}")
-    if t.precision not in ("fp32", "bf16"):
-        raise LtuneError(f"unknown trainer.precision '{t.precision}'; valid: fp32, bf16")
-    if not isinstance(t.get("compile", False), bool):
-        raise LtuneError(f"trainer.compile must be true or false, got {t.compile!r}")
-    if t.get("fused_optimizer", "auto") not in ("auto", True, False):
-        raise LtuneError(f"trainer.fused_optimizer must be auto, true or false, got {t.fused_optimizer!r}")
-    if t.epochs is None and (not isinstance(t.max_steps, int) or t.max_steps <= 0):
-        raise LtuneError(f"trainer.max_steps must be a positive integer (or set trainer.epochs), got {t.max_steps!r}")
+# -- the training state ---------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainState:
+    """Where a run is: the step, the position in the data, the random sources at the epoch's
+    start, the running timings and the best held-out evaluation so far (with its parameters)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step_seconds: float = 0.0
+    heldout_seconds: float = 0.0
+    samples: int = 0
+    tokens: int = 0  # real text tokens of the training batches
+    padded_tokens: int = 0  # processed text positions (batch size x longest text, summed)
+    elapsed: float = 0.0
+    evaluations_without_gain: int = 0  # since the best held-out evaluation (early stopping)
+    stop_reason: str | None = None
+    best: dict = dataclasses.field(
+        default_factory=lambda: {"step": 0, "accuracy": -1.0, "state": None, "seconds": 0.0, "metrics": None})
+    epoch_start_rng: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, loaders: Loaders) -> "TrainState":
+        return cls(epoch_start_rng={"loader": loaders.order.get_state(), "pairs": loaders.pairs.get_state()})
+
+    def save(self, path: Path, method: TuningMethod, optimisation: Optimisation, elapsed: float) -> None:
+        """A checkpoint: trainable parameters, optimizer, scheduler, this state and every RNG."""
+        run_files.save_checkpoint(path, {
+            "trainable": method.trainable_state_dict(),
+            "optimizer": optimisation.optimizer.state_dict(),
+            "scheduler": optimisation.scheduler.state_dict(),
+            "state": {**dataclasses.asdict(self), "elapsed": elapsed},
+            "rng": rng_states(),
+        })
+
+    @classmethod
+    def restore(cls, path: Path, method: TuningMethod, optimisation: Optimisation) -> tuple["TrainState", dict]:
+        """The state of a checkpoint, with the method and optimisation loaded from it; and the
+        process RNG states to restore once the data position has been skipped to."""
+        saved = run_files.load_checkpoint(path)
+        method.load_trainable_state_dict(saved["trainable"])
+        optimisation.optimizer.load_state_dict(saved["optimizer"])
+        optimisation.scheduler.load_state_dict(saved["scheduler"])
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved["state"].items() if k in fields}), saved["rng"]
+
+    def start_epoch(self, loaders: Loaders):
+        """An iterator over this epoch's remaining batches. The loader draws its order (and the
+        collator its pairs) from generators restored to the epoch's start; the batches already
+        seen are skipped, so a resumed run sees exactly the batches an uninterrupted one would."""
+        loaders.order.set_state(self.epoch_start_rng["loader"])
+        loaders.pairs.set_state(self.epoch_start_rng["pairs"])
+        batches = iter(loaders.train)
+        for _ in range(self.batch_in_epoch):
+            next(batches)
+        return batches
+
+    def end_epoch(self, loaders: Loaders) -> None:
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.epoch_start_rng = {"loader": loaders.order.get_state(), "pairs": loaders.pairs.get_state()}
 
 
-def build_optimizer(params: list, lr: float, weight_decay: float, fused="auto") -> torch.optim.AdamW:
-    """AdamW over the trainable parameters. ``fused``: True uses torch's single-kernel AdamW (CUDA
-    and CPU), False torch's default (multi-tensor on CUDA, a loop over parameters on CPU), "auto"
-    the fused kernel when the parameters are on CUDA and the default elsewhere."""
-    if fused == "auto":
-        fused = all(p.is_cuda for p in params)
-    if fused:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+# -- one step, one evaluation ---------------------------------------------------------------
+
+def train_step(model, batch: dict, runtime: Runtime, optimisation: Optimisation, grad_clip: float,
+               on_bad_loss) -> torch.Tensor:
+    """Forward, backward and update on one batch; returns the loss (detached). A loss that is not
+    finite is never applied: ``on_bad_loss(value)`` gives the error to raise instead."""
+    with autocast(runtime.device, runtime.precision):
+        loss = model(batch)
+    if not torch.isfinite(loss):
+        raise on_bad_loss(loss.item())
+    runtime.accelerator.backward(loss)
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(optimisation.params, grad_clip)
+    optimisation.optimizer.step()
+    optimisation.scheduler.step()
+    optimisation.optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
-def compile_backbone(backbone) -> None:
-    """torch.compile the frozen model's forward in place (parameter names and checkpoints are
-    unchanged). The first steps of each new input shape pay the compilation."""
-    import torch._dynamo
+def evaluate_and_select(components: Components, loaders: Loaders, runtime: Runtime, state: TrainState,
+                        clock_start: float, min_delta: float = 0.0) -> dict:
+    """Evaluate on the held-out slice; keep the parameters if they are the best so far, and count
+    the evaluations since the last gain of more than ``min_delta`` (early stopping)."""
+    tick = time.perf_counter()
+    heldout = evaluate(components.method, loaders.heldout, runtime.device, components.task.metrics, "held-out",
+                       runtime.precision, loaders.gather)
+    state.heldout_seconds += time.perf_counter() - tick
+    if heldout["accuracy"] > state.best["accuracy"] + min_delta:
+        state.evaluations_without_gain = 0
+    else:
+        state.evaluations_without_gain += 1
+    if heldout["accuracy"] > state.best["accuracy"]:
+        state.best = {
+            "step": state.step,
+            "accuracy": heldout["accuracy"],
+            "metrics": heldout,
+            "state": copy.deepcopy(components.method.trainable_state_dict()),
+            "seconds": time.perf_counter() - clock_start,
+        }
+    return heldout
 
-    # Methods run the model with and without a prefix cache, prompts and label batches: allow the
-    # recompilations those shapes need instead of silently falling back to eager.
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    backbone.model.compile()
+
+@contextlib.contextmanager
+def ctrl_c_finishes_the_step():
+    """Ctrl-C sets a flag (the step in flight finishes, then the loop checkpoints and exits 130)."""
+    interrupted = []
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True)) if in_main_thread else None
+    try:
+        yield interrupted
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
-def prepare_run_dir(run_dir: Path) -> None:
-    if (run_dir / run_files.METRICS).exists():
-        raise LtuneError(f"run folder {run_dir} already holds a finished run; it is never overwritten")
-    run_dir.mkdir(parents=True, exist_ok=True)
+# -- the loop -------------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class Loop:
+    """What the training loop works with (built by the stages above)."""
+
+    cfg: DictConfig
+    run_dir: Path
+    runtime: Runtime
+    components: Components
+    loaders: Loaders
+    model: torch.nn.Module
+    optimisation: Optimisation
+    state: TrainState
+    log: object
+    tracker: object
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / run_files.CHECKPOINT
+
+    def bad_loss(self, value: float) -> LtuneError:
+        kept = f"; the checkpoint of step {self.state.step} is kept" if self.checkpoint_path.exists() else ""
+        return LtuneError(f"the training loss became {value} at step {self.state.step + 1}; lower trainer.lr "
+                          f"(now {self.cfg.trainer.lr}) or check the data{kept}")
+
+    def save_checkpoint(self, clock_start: float) -> None:
+        if self.runtime.main:
+            self.state.save(self.checkpoint_path, self.components.method, self.optimisation,
+                            time.perf_counter() - clock_start)
+
+
+def run_training(loop: Loop, pending_rng: dict | None) -> float:
+    """Train until the step budget is spent; returns the training wall-clock seconds."""
+    state, total = loop.state, loop.optimisation.total_steps
+    clock_start = time.perf_counter() - state.elapsed
+    loop.components.method.train()
+    progress = tqdm(total=total, initial=state.step, desc="train", dynamic_ncols=True, disable=not loop.runtime.main)
+    try:
+        with ctrl_c_finishes_the_step() as interrupted:
+            while state.step < total and state.stop_reason is None:
+                batches = state.start_epoch(loop.loaders)
+                if pending_rng is not None:
+                    restore_rng_states(pending_rng)  # dropout masks continue as they would have
+                    pending_rng = None
+                for batch in batches:
+                    if after_step(loop, train_one(loop, batch), clock_start, progress, interrupted):
+                        break
+                else:  # the epoch ended: the next one starts from the generators' current states
+                    state.end_epoch(loop.loaders)
+    finally:
+        progress.close()
+        if loop.log is not None:
+            loop.log.close()
+    return time.perf_counter() - clock_start
+
+
+def train_one(loop: Loop, batch: dict) -> dict:
+    """One optimizer step on ``batch``; returns the step's log record."""
+    state, runtime = loop.state, loop.runtime
+    tick = time.perf_counter()
+    batch = {k: v.to(runtime.device) for k, v in batch.items()}
+    loss = train_step(loop.model, batch, runtime, loop.optimisation, loop.cfg.trainer.grad_clip, loop.bad_loss)
+    state.step += 1
+    state.batch_in_epoch += 1
+    state.step_seconds += time.perf_counter() - tick
+    state.samples += batch["input_ids"].shape[0]
+    state.tokens += int(batch["attention_mask"].sum())
+    state.padded_tokens += batch["attention_mask"].numel()
+    logged = runtime.accelerator.reduce(loss, "mean") if runtime.parallel else loss
+    return {"step": state.step, "loss": logged.item(),  # the global batch's loss in a data-parallel run
+            "lr": loop.optimisation.scheduler.get_last_lr()[0]}
+
+
+def after_step(loop: Loop, record: dict, clock_start: float, progress, interrupted: list) -> bool:
+    """Evaluate, log and checkpoint as scheduled after a step; True when training is over."""
+    state, total, cfg = loop.state, loop.optimisation.total_steps, loop.cfg
+    record["elapsed"] = time.perf_counter() - clock_start
+    progress.update(1)
+    progress.set_postfix(loss=f"{record['loss']:.4f}")
+    if state.step % cfg.trainer.eval_every == 0 or state.step == total:
+        record["heldout"] = evaluate_and_select(loop.components, loop.loaders, loop.runtime, state, clock_start,
+                                                cfg.trainer.min_delta)
+        if loop.runtime.main:
+            progress.write(f"step {state.step}: loss {record['loss']:.4f}, held-out accuracy "
+                           f"{record['heldout']['accuracy']:.4f} (best {state.best['accuracy']:.4f} at step "
+                           f"{state.best['step']})")
+        if cfg.trainer.patience and state.evaluations_without_gain >= cfg.trainer.patience and state.step < total:
+            state.stop_reason = "early_stopping"
+            if loop.runtime.main:
+                progress.write(f"ltune: early stopping at step {state.step}: no held-out gain in "
+                               f"{state.evaluations_without_gain} evaluations (best at step {state.best['step']})")
+    if loop.runtime.main:
+        loop.log.write(record)
+        loop.tracker.log(record, state.step)
+    if state.stop_reason is not None:
+        return True
+    every = cfg.trainer.get("checkpoint_every") or cfg.trainer.eval_every
+    if state.step % every == 0 and state.step < total:
+        loop.save_checkpoint(clock_start)
+    if interrupted and state.step < total:
+        loop.save_checkpoint(clock_start)
+        if loop.runtime.main:
+            progress.write(f"ltune: interrupted at step {state.step}; checkpoint saved. "
+                           f"Resume: ltune train resume={loop.run_dir}")
+        raise SystemExit(130)
+    return state.step >= total
+
+
+# -- results --------------------------------------------------------------------------------
+
+def write_results(loop: Loop, train_seconds: float) -> dict:
+    """Evaluate dev once with the parameters selected on held-out; write the run's files."""
+    cfg, runtime, state, components = loop.cfg, loop.runtime, loop.state, loop.components
+    method, task, best = components.method, components.task, loop.state.best
+    method.load_trainable_state_dict(best["state"])
+    tick = time.perf_counter()
+    predictions = predict_scores(method, loop.loaders.dev, runtime.device, "dev", runtime.precision, loop.loaders.gather)
+    dev = score(method, predictions, task.metrics)
+    eval_seconds = time.perf_counter() - tick
+    if not runtime.main:
+        return {"dev": dev, "selection": {"best_step": best["step"]}}
+    run_files.save_parameters(loop.run_dir / run_files.PARAMS, best["state"],
+                              {"method": cfg.method.name, "step": str(best["step"])})
+    write_predictions(loop.run_dir / run_files.PREDICTIONS, predictions)
+    trainable = sum(p.numel() for p in loop.optimisation.params)
+    processes = runtime.accelerator.num_processes
+    metrics = {
+        "method": cfg.method.name, "model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed,
+        "status": "finished",
+        "trainable_params": trainable,
+        "paper_formula_params": method.paper_trainable_params(),
+        "total_params": sum(p.numel() for p in method.parameters()),
+        "dev": dev,
+        "selection": {"split": "heldout", "metric": "accuracy", "best_step": best["step"],
+                      "accuracy": best["accuracy"], "metrics": best["metrics"]},
+        "stopped": {"step": state.step, "budget_steps": loop.optimisation.total_steps,
+                    "reason": state.stop_reason or ("epochs" if cfg.trainer.epochs else "max_steps"),
+                    "evaluations_without_gain": state.evaluations_without_gain, "patience": cfg.trainer.patience},
+        "timing": {
+            "train_seconds": train_seconds,
+            "seconds_per_step": state.step_seconds / state.step,
+            "samples_per_second": state.samples * processes / state.step_seconds,  # all processes
+            "tokens_per_second": state.tokens * processes / state.step_seconds,
+            "padding_efficiency": state.tokens / max(state.padded_tokens, 1),  # real / processed text tokens
+            "heldout_eval_seconds": state.heldout_seconds,
+            "time_to_best_seconds": best["seconds"],
+            "eval_seconds": eval_seconds,
+            "eval_seconds_per_example": eval_seconds / max(len(task.dev), 1),
+            "total_seconds": time.perf_counter() - runtime.started,
+        },
+        "peak_memory_mb": peak_memory_mb(runtime.device),
+        "steps": state.step,
+        "sizes": {"train": len(task.train), "heldout": len(task.heldout), "dev": len(task.dev)},
+        "environment": {"device": str(runtime.device), "precision": runtime.precision, "processes": processes,
+                        "ltune": ltune.__version__, "torch": torch.__version__,
+                        "python": platform.python_version()},
+    }
+    run_files.write_json(loop.run_dir / run_files.METRICS, metrics)
+    loop.checkpoint_path.unlink(missing_ok=True)  # finished: the selected parameters are in trainable.safetensors
+    loop.tracker.summary({k: metrics[k] for k in ("dev", "selection", "timing", "trainable_params", "total_params",
+                                                  "peak_memory_mb")})
+    return metrics
+
+
+def write_predictions(path: Path, predictions: Predictions) -> None:
+    """Per dev example: its id in the split, gold label, predicted label and every label's score
+    (for paired comparisons between runs on the same examples)."""
+    order = predictions.ids.argsort()
+    lines = []
+    for i in order.tolist():
+        row = predictions.scores[i]
+        lines.append(json.dumps({"id": int(predictions.ids[i]), "label": int(predictions.labels[i]),
+                                 "prediction": int(row.argmax()), "scores": [round(float(x), 6) for x in row]}))
+    run_files.write_text(path, "\n".join(lines) + "\n")
+
+
+# -- the run --------------------------------------------------------------------------------
 
 def train(cfg: DictConfig, run_dir: Path, group: str | None = None, resume: bool = False) -> dict:
     """Train one run into ``run_dir``; ``group`` names the sweep it belongs to (for trackers).
-    With ``resume``, continue from ``run_dir``'s checkpoint."""
-    check_trainer(cfg)
+    With ``resume``, continue from ``run_dir``'s checkpoint. ``cfg`` has been validated (the
+    commands check it against the schema before anything runs)."""
     main = is_main_process()
     if main:
         prepare_run_dir(run_dir)
     tracker = make_logger(cfg, run_dir, group) if main else NoLogger()
     failed = True
     try:
-        metrics = _train(cfg, run_dir, tracker, resume)
+        metrics = _run(cfg, run_dir, tracker, resume)
         failed = False
         return metrics
     finally:
         tracker.finish(failed=failed)
 
 
-def _train(cfg: DictConfig, run_dir: Path, tracker, resume: bool = False) -> dict:
-    started = time.perf_counter()
-    seed_everything(cfg.seed)
-    # Under torchrun / accelerate launch, accelerate joins the process group (gloo on CPU, NCCL on
-    # GPU), wraps the method in DistributedDataParallel and shards the data; a plain run is one process.
-    accelerator = Accelerator(cpu=pick_device(cfg.trainer.device).type == "cpu")
-    device, main, parallel = accelerator.device, accelerator.is_main_process, accelerator.num_processes > 1
-    precision = cfg.trainer.precision
-    if cfg.trainer.get("num_threads"):
-        torch.set_num_threads(int(cfg.trainer.num_threads))  # parallel local jobs: threads = cores / jobs
-
-    # Model, data, method.
-    backbone = load_backbone(cfg.model, device)
-    task = load_task(cfg.data, cfg.seed)
-    if not backbone.placed:
-        backbone.to(device)  # first: the L-methods encode their label texts where the backbone lives
-    method = place(build_method(cfg.method, backbone, task.label_texts), device)
-    if cfg.trainer.get("compile"):
-        compile_backbone(backbone)
-    if main and not resume:
+def _run(cfg: DictConfig, run_dir: Path, tracker, resume: bool) -> dict:
+    runtime = set_up_runtime(cfg)
+    components = build_components(cfg, runtime)
+    if runtime.main and not resume:
         run_files.write_text(run_dir / run_files.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
-
-    # Data loaders: training texts are tokenised once; pairs are drawn per batch.
-    generator = torch.Generator().manual_seed(cfg.seed)
-    pair_generator = torch.Generator().manual_seed(cfg.seed + 1)
-    if method.pair_training:
-        train_collate = PairCollator(backbone, task.num_labels, pair_generator)
-    else:
-        train_collate = ClassificationCollator(backbone)
-    eval_collate = ClassificationCollator(backbone)
-    train_loader = DataLoader(
-        TokenizedExamples(task.train, backbone),
-        batch_size=cfg.trainer.batch_size,
-        shuffle=True,
-        generator=generator,
-        collate_fn=train_collate,
-    )
-    heldout_loader = DataLoader(
-        TokenizedExamples(task.heldout, backbone), batch_size=cfg.trainer.eval_batch_size, collate_fn=eval_collate
-    )
-    dev_loader = DataLoader(
-        TokenizedExamples(task.dev, backbone), batch_size=cfg.trainer.eval_batch_size, collate_fn=eval_collate
-    )
-
-    # Data parallel: each process gets its share of every global batch (trainer.batch_size per
-    # process) and of the evaluation sets; gather_for_metrics puts the evaluations back together.
-    model, gather = method, None
-    if parallel:
-        model = accelerator.prepare_model(method)
-        train_loader, heldout_loader, dev_loader = (
-            accelerator.prepare_data_loader(loader) for loader in (train_loader, heldout_loader, dev_loader)
-        )
-        gather = accelerator.gather_for_metrics
-
-    # Optimisation: only the method's maps and head.
-    params = [p for p in method.parameters() if p.requires_grad]
-    trainable = sum(p.numel() for p in params)
-    total = sum(p.numel() for p in method.parameters())
-    total_steps = cfg.trainer.epochs * len(train_loader) if cfg.trainer.epochs else cfg.trainer.max_steps
-    optimizer = build_optimizer(
-        params, float(cfg.trainer.lr), cfg.trainer.weight_decay, cfg.trainer.get("fused_optimizer", "auto")
-    )
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(cfg.trainer.warmup_ratio * total_steps), total_steps
-    )
-    if main:
-        print(
-            f"ltune: {cfg.method.name} on {cfg.model.name} / {cfg.data.name}: {len(task.train)} train, "
-            f"{len(task.heldout)} held-out, {len(task.dev)} dev texts; {trainable:,} trainable of {total:,} "
-            f"parameters; {total_steps} steps on {device}"
-            + (f" x {accelerator.num_processes} processes" if parallel else ""),
-            flush=True,
-        )
-
-    # Training state; a checkpoint holds all of it, so a resumed run ends exactly where an
-    # uninterrupted one would (same batches, pairs, dropout masks and optimizer state).
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "step_seconds": 0.0, "heldout_seconds": 0.0,
-             "samples": 0, "tokens": 0, "elapsed": 0.0,
-             "best": {"step": 0, "accuracy": -1.0, "state": None, "seconds": 0.0, "metrics": None},
-             "epoch_start_rng": {"loader": generator.get_state(), "pairs": pair_generator.get_state()}}
-    checkpoint_path = run_dir / run_files.CHECKPOINT
+    loaders, model = build_loaders(cfg, components, runtime)
+    optimisation = build_optimisation(cfg, components.method, loaders)
+    announce(cfg, runtime, components, optimisation)
+    state, pending_rng = TrainState.fresh(loaders), None
     if resume:
-        saved = run_files.load_checkpoint(checkpoint_path)
-        method.load_trainable_state_dict(saved["trainable"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
-        if main:
-            run_files.truncate_log(run_dir / run_files.LOG, state["step"])
-            print(f"ltune: resuming {run_dir} at step {state['step']}", flush=True)
+        state, pending_rng = TrainState.restore(run_dir / run_files.CHECKPOINT, components.method, optimisation)
+        if runtime.main:
+            run_files.truncate_log(run_dir / run_files.LOG, state.step)
+            print(f"ltune: resuming {run_dir} at step {state.step}", flush=True)
+    log = run_files.JsonlLog(run_dir / run_files.LOG) if runtime.main else None
+    loop = Loop(cfg, run_dir, runtime, components, loaders, model, optimisation, state, log, tracker)
+    train_seconds = run_training(loop, pending_rng)
+    return write_results(loop, train_seconds)
 
-    def save_checkpoint() -> None:
-        if main:
-            run_files.save_checkpoint(checkpoint_path, {
-                "trainable": method.trainable_state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "state": {**state, "elapsed": time.perf_counter() - loop_started},
-                "rng": rng_states(),
-            })
 
-    log = run_files.JsonlLog(run_dir / run_files.LOG) if main else None
-    best = state["best"]
-    step = state["step"]
-    loop_started = time.perf_counter() - state["elapsed"]
-    method.train()
-    progress = tqdm(total=total_steps, initial=step, desc="train", dynamic_ncols=True, disable=not main)
-    every = cfg.trainer.get("checkpoint_every") or cfg.trainer.eval_every
-    skip = state["batch_in_epoch"]
-    pending_rng = saved["rng"] if resume else None
-    # Ctrl-C finishes the step in flight, then saves a consistent checkpoint and exits 130.
-    interrupted = []
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True)) if in_main_thread else None
-    try:
-        while step < total_steps:
-            # The loader draws its order (and the collator its pairs) from these generators:
-            # restoring them at the epoch start and skipping the batches already seen resumes exactly.
-            generator.set_state(state["epoch_start_rng"]["loader"])
-            pair_generator.set_state(state["epoch_start_rng"]["pairs"])
-            batches = iter(train_loader)
-            for _ in range(skip):
-                next(batches)
-            if pending_rng is not None:
-                restore_rng_states(pending_rng)  # dropout masks continue as they would have
-                pending_rng = None
-            for batch in batches:
-                tick = time.perf_counter()
-                batch = {k: v.to(device) for k, v in batch.items()}
-                with autocast(device, precision):
-                    loss = model(batch)
-                if not torch.isfinite(loss):
-                    kept = f"; the checkpoint of step {state['step']} is kept" if checkpoint_path.exists() else ""
-                    raise LtuneError(
-                        f"the training loss became {loss.item()} at step {step + 1}; lower trainer.lr "
-                        f"(now {cfg.trainer.lr}) or check the data{kept}"
-                    )
-                accelerator.backward(loss)
-                if cfg.trainer.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                state["step"], state["batch_in_epoch"] = step, state["batch_in_epoch"] + 1
-                state["step_seconds"] += time.perf_counter() - tick
-                state["samples"] += batch["input_ids"].shape[0]
-                state["tokens"] += int(batch["attention_mask"].sum())
-                logged_loss = accelerator.reduce(loss.detach(), "mean") if parallel else loss.detach()
-                record = {
-                    "step": step,
-                    "loss": logged_loss.item(),  # the global batch's loss in a data-parallel run
-                    "lr": scheduler.get_last_lr()[0],
-                    "elapsed": time.perf_counter() - loop_started,
-                }
-                progress.update(1)
-                progress.set_postfix(loss=f"{record['loss']:.4f}")
+def announce(cfg: DictConfig, runtime: Runtime, components: Components, optimisation: Optimisation) -> None:
+    if not runtime.main:
+        return
+    task, method = components.task, components.method
+    trainable = sum(p.numel() for p in optimisation.params)
+    total = sum(p.numel() for p in method.parameters())
+    processes = runtime.accelerator.num_processes
+    print(f"ltune: {cfg.method.name} on {cfg.model.name} / {cfg.data.name}: {len(task.train)} train, "
+          f"{len(task.heldout)} held-out, {len(task.dev)} dev texts; {trainable:,} trainable of {total:,} "
+          f"parameters; {optimisation.total_steps} steps on {runtime.device}"
+          + (f" x {processes} processes" if runtime.parallel else ""), flush=True)
 
-                if step % cfg.trainer.eval_every == 0 or step == total_steps:
-                    tick = time.perf_counter()
-                    heldout = evaluate(method, heldout_loader, device, task.metrics, "held-out", precision, gather)
-                    state["heldout_seconds"] += time.perf_counter() - tick
-                    record["heldout"] = heldout
-                    if heldout["accuracy"] > best["accuracy"]:
-                        best = {
-                            "step": step,
-                            "accuracy": heldout["accuracy"],
-                            "metrics": heldout,
-                            "state": copy.deepcopy(method.trainable_state_dict()),
-                            "seconds": time.perf_counter() - loop_started,
-                        }
-                        state["best"] = best
-                    if main:
-                        progress.write(
-                            f"step {step}: loss {record['loss']:.4f}, held-out accuracy {heldout['accuracy']:.4f} "
-                            f"(best {best['accuracy']:.4f} at step {best['step']})"
-                        )
-                if main:
-                    log.write(record)
-                    tracker.log(record, step)
-                if step % every == 0 and step < total_steps:
-                    save_checkpoint()
-                if interrupted and step < total_steps:
-                    save_checkpoint()
-                    if main:
-                        progress.write(f"ltune: interrupted at step {step}; checkpoint saved. "
-                                       f"Resume: ltune train resume={run_dir}")
-                    raise SystemExit(130)
-                if step >= total_steps:
-                    break
-            else:  # the epoch ended: the next one starts from the generators' current states
-                state["epoch"] += 1
-                state["batch_in_epoch"] = 0
-                state["epoch_start_rng"] = {"loader": generator.get_state(), "pairs": pair_generator.get_state()}
-            skip = 0
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous_handler)
-        progress.close()
-        if log is not None:
-            log.close()
-    train_seconds = time.perf_counter() - loop_started
 
-    # Report dev with the parameters selected on the held-out slice.
-    method.load_trainable_state_dict(best["state"])
-    tick = time.perf_counter()
-    dev = evaluate(method, dev_loader, device, task.metrics, "dev", precision, gather)
-    eval_seconds = time.perf_counter() - tick
-    step_seconds, heldout_seconds = state["step_seconds"], state["heldout_seconds"]
-    samples, tokens = state["samples"], state["tokens"]
-    if not main:
-        return {"dev": dev, "selection": {"best_step": best["step"]}}
-    run_files.save_parameters(
-        run_dir / run_files.PARAMS, best["state"], {"method": cfg.method.name, "step": str(best["step"])}
-    )
-    metrics = {
-        "method": cfg.method.name,
-        "model": cfg.model.name,
-        "data": cfg.data.name,
-        "seed": cfg.seed,
-        "status": "finished",
-        "trainable_params": trainable,
-        "paper_formula_params": method.paper_trainable_params(),
-        "total_params": total,
-        "dev": dev,
-        "selection": {
-            "split": "heldout",
-            "metric": "accuracy",
-            "best_step": best["step"],
-            "accuracy": best["accuracy"],
-            "metrics": best["metrics"],
-        },
-        "timing": {
-            "train_seconds": train_seconds,
-            "seconds_per_step": step_seconds / step,
-            "samples_per_second": samples * accelerator.num_processes / step_seconds,  # all processes
-            "tokens_per_second": tokens * accelerator.num_processes / step_seconds,
-            "heldout_eval_seconds": heldout_seconds,
-            "time_to_best_seconds": best["seconds"],
-            "eval_seconds": eval_seconds,
-            "eval_seconds_per_example": eval_seconds / max(len(task.dev), 1),
-            "total_seconds": time.perf_counter() - started,
-        },
-        "peak_memory_mb": peak_memory_mb(device),
-        "steps": step,
-        "sizes": {"train": len(task.train), "heldout": len(task.heldout), "dev": len(task.dev)},
-        "environment": {
-            "device": str(device),
-            "precision": precision,
-            "processes": accelerator.num_processes,
-            "ltune": ltune.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-    }
-    run_files.write_json(run_dir / run_files.METRICS, metrics)
-    checkpoint_path.unlink(missing_ok=True)  # finished: the selected parameters are in trainable.safetensors
-    tracker.summary({k: metrics[k] for k in ("dev", "selection", "timing", "trainable_params", "total_params",
-                                             "peak_memory_mb")})
-    return metrics
+def prepare_run_dir(run_dir: Path) -> None:
+    if (run_dir / run_files.METRICS).exists():
+        raise LtuneError(f"run folder {run_dir} already holds a finished run; it is never overwritten")
+    run_dir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,6 @@ def glue():
 
 def compose(*overrides: str):
     """The config ``ltune train OVERRIDES`` would run with (Hydra's compose API, no run folder)."""
-    from ltune.cli import compose_config
+    from ltune.config import compose
 
-    return compose_config(list(overrides))
+    return compose(list(overrides))

@@ -51,7 +51,7 @@ def test_default_train_writes_the_run_contract(tmp_path):
 
     # Use what was trained: eval reloads the parameters and reproduces the dev figures.
     result = ltune("eval", f"run={run}", tmp_path=tmp_path)
-    (evaluation,) = (run / "evals").glob("demo_validation_*.json")
+    (evaluation,) = (tmp_path / "outputs" / "evals" / run.name).glob("demo_validation_*.json")
     again = json.loads(evaluation.read_text())["metrics"]
     assert again["examples"] == 16 and again["accuracy"] == pytest.approx(metrics["dev"]["accuracy"])
     assert "ltune: demo validation (16 texts)" in result.stdout
@@ -84,7 +84,7 @@ def test_default_train_writes_the_run_contract(tmp_path):
     explained = ltune("explain", f"run={run}", "text=The keeper saved a penalty.", tmp_path=tmp_path).stdout
     assert "L-prefix pooling weights over each label's tokens" in explained
     assert "sports: this=" in explained and "travel=" in explained
-    (png,) = (run / "explain").glob("*.png")
+    (png,) = (tmp_path / "outputs" / "explain" / run.name).glob("*.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert set(record["scores"]) == {"this text is about politics", "this text is about sports",
                                      "this text is about music"}
@@ -108,15 +108,15 @@ def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
         (["trainer.lr=0"], "trainer.lr must be positive"),
         (["model.quantization=4bit"], "model.quantization=4bit needs a CUDA GPU (bitsandbytes) and none is visible"),
         (["model.quantization=3bit"], "unknown model.quantization '3bit'; valid: none, 8bit, 4bit"),
-        (["trainer.compile=maybe"], "trainer.compile must be true or false, got 'maybe'"),
+        (["trainer.compile=maybe"], "trainer.compile: Value 'maybe' is not a valid bool"),
         (["model.attn_implementation=fast"], "unknown model.attn_implementation 'fast'; valid: eager, sdpa, flash_attention_2"),
         (["model.attn_implementation=flash_attention_2"], "model.attn_implementation=flash_attention_2 is not available for model=minilm here"),
-        (["trainer.precision=fp8"], "unknown trainer.precision 'fp8'; valid: fp32, bf16"),
+        (["trainer.precision=fp8"], "trainer.precision: Invalid value 'fp8', expected one of [fp32, bf16]"),
         (["trainer.batch_size=0"], "trainer.batch_size must be a positive integer, got 0"),
         (["method=prefix", "model.max_length=500"], "model.max_length=500 plus 16 prefix/prompt positions exceeds the model's 512 positions; lower model.max_length to at most 496"),
         (["data.label_texts=[a,b]"], "data set demo has 4 label_names but 2 label_texts"),
-        (["model.max_length=0"], "model.max_length must be a positive number of tokens, got 0"),
-        (["method=prefix", "method.num_virtual_tokens=0"], "method.num_virtual_tokens must be positive, got 0"),
+        (["model.max_length=0"], "model.max_length must be a positive integer, got 0"),
+        (["method=prefix", "method.num_virtual_tokens=0"], "method.num_virtual_tokens must be a positive integer, got 0"),
         (["data.label_names=[sports,sports,cooking,travel]"], "lists label name(s) ['sports'] more than once"),
     ],
 )
@@ -142,14 +142,19 @@ def test_eval_and_predict_need_a_trained_run(tmp_path):
 
 
 def test_failed_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
-    ltune("train", "-m", "trainer.lr=0.003,-1", "method=prompt", *SHORT, tmp_path=tmp_path)
+    """The second job fails when its method is built (500 text + 16 prompt positions exceed
+    MiniLM's 512): the first still finishes, the sweep then exits 1 naming the failed job."""
+    short = [a for a in SHORT if not a.startswith("model.max_length")]
+    result = ltune("train", "-m", "model.max_length=32,500", "method=prompt", *short, tmp_path=tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
     (sweep,) = (tmp_path / "outputs" / "multirun").glob("*")
     assert len(list(sweep.glob("*/metrics.json"))) == 1
     (failed,) = sweep.glob("*/failed.json")
-    assert "trainer.lr must be positive" in json.loads(failed.read_text())["error"]
+    assert "exceeds the model's 512 positions" in json.loads(failed.read_text())["error"]
+    assert f"1 job(s) of the sweep failed: {failed.parent.name}" in result.stderr
     result = ltune("report", str(sweep), tmp_path=tmp_path)
     text = (sweep / "report.md").read_text()
-    assert "1 finished runs; 1 failed" in text and "trainer.lr must be positive" in text
+    assert "1 finished runs; 1 failed" in text and "exceeds the model's 512 positions" in text
     assert "wrote" in result.stdout
 
 
@@ -223,7 +228,8 @@ def test_resume_auto_finds_a_run_saved_before_newer_config_keys_existed(tmp_path
     is still the run resume=auto continues; a run with a different setting is not."""
     from omegaconf import OmegaConf
 
-    from ltune.cli import compose_config, newest_unfinished_run
+    from ltune.commands.train import newest_unfinished_run
+    from ltune.config import compose as compose_config
 
     monkeypatch.setenv("LTUNE_OUTPUT_DIR", str(tmp_path))
     saved = OmegaConf.to_container(compose_config(["trainer.max_steps=7"]), resolve=True)
@@ -243,6 +249,6 @@ def test_eval_reproduces_a_bf16_run_exactly(tmp_path):
     (run,) = run_dirs(tmp_path)
     dev = json.loads((run / "metrics.json").read_text())["dev"]
     ltune("eval", f"run={run}", tmp_path=tmp_path)
-    (evaluation,) = (run / "evals").glob("*.json")
+    (evaluation,) = (tmp_path / "outputs" / "evals" / run.name).glob("*.json")
     again = json.loads(evaluation.read_text())
     assert again["precision"] == "bf16" and again["metrics"] == dev

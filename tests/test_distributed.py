@@ -1,13 +1,14 @@
 """Data parallel through torchrun + accelerate: two CPU processes (gloo) against one process
 with the same global batch. The two runs see the same global batches; they differ only in the
-dropout masks each process draws, so held-out losses agree to within 0.01 (measured: 1e-3)."""
+dropout masks each process draws, so held-out losses agree to within 0.01 (measured: 2e-4 at step
+6). One evaluation at the end makes both runs select the same step, so their dev figures compare."""
 
 import json
 import os
 import subprocess
 import sys
 
-ARGS = ["method=prompt", "trainer.max_steps=6", "trainer.eval_every=3", "data.max_eval_samples=21",
+ARGS = ["method=prompt", "trainer.max_steps=6", "trainer.eval_every=6", "data.max_eval_samples=21",
         "data.max_train_samples=48", "model.max_length=32", "trainer.num_threads=1"]
 
 
@@ -34,4 +35,5 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     for a, b in zip(parallel_log, single_log):
         if "heldout" in a:
             assert abs(a["heldout"]["loss"] - b["heldout"]["loss"]) < 0.01
+    assert parallel["selection"]["best_step"] == single["selection"]["best_step"] == 6
     assert abs(parallel["dev"]["loss"] - single["dev"]["loss"]) < 0.01

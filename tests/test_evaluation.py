@@ -28,7 +28,7 @@ class FixedScores(TuningMethod):
 def test_prediction_is_the_argmax_over_all_labels():
     table = torch.tensor([[0.1, 0.7, 0.2], [0.9, 0.0, 0.5], [0.2, 0.3, 0.31], [0.5, 0.4, 0.1]])
     labels = torch.tensor([1, 2, 2, 0])
-    rows = [{"index": torch.tensor(i), "labels": labels[i]} for i in range(4)]
+    rows = [{"index": torch.tensor(i), "labels": labels[i], "ids": torch.tensor(i)} for i in range(4)]
     loader = DataLoader(rows, batch_size=3, collate_fn=lambda r: {k: torch.stack([x[k] for x in r]) for k in r[0]})
     metrics = evaluate(FixedScores(table), loader, "cpu", ["accuracy", "macro_f1"])
     assert metrics["accuracy"] == pytest.approx(3 / 4)  # predictions 1, 0, 2, 0

@@ -1,12 +1,15 @@
 import json
 
+import numpy as np
 import pytest
 
 from ltune.errors import LtuneError
 from ltune.report import report, time_to_fraction
+from ltune.report.stats import paired_difference
 
 
-def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8), settings=None, name=None):
+def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8), settings=None, name=None,
+             predictions=None, stopped=None):
     run = folder / (name or f"{model}_{data}_{method}_{seed}")
     (run / ".hydra").mkdir(parents=True)
     config = {"seed": seed, "run_name": f"{model}_{data}_{method}_s{seed}", "output_root": str(folder),
@@ -18,9 +21,15 @@ def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     (run / "metrics.json").write_text(json.dumps({
         "method": method, "model": model, "data": data, "seed": seed, "trainable_params": 100, "total_params": 1000,
-        "dev": dev, "steps": 30, "peak_memory_mb": 10.0,
-        "timing": {"seconds_per_step": 0.1, "train_seconds": 6.0, "eval_seconds_per_example": 0.01},
+        "dev": dev, "steps": 30, "peak_memory_mb": 10.0, "selection": {"accuracy": max(curve), "best_step": 30},
+        "stopped": stopped or {"step": 30, "budget_steps": 30, "reason": "max_steps"},
+        "timing": {"seconds_per_step": 0.1, "train_seconds": 6.0, "eval_seconds_per_example": 0.01,
+                   "total_seconds": 10.0, "padding_efficiency": 0.9},
     }))
+    if predictions is not None:
+        (run / "predictions.jsonl").write_text("".join(
+            json.dumps({"id": i, "label": y, "prediction": p, "scores": [0.0, 0.0]}) + "\n"
+            for i, (p, y) in enumerate(predictions)))
     return run
 
 
@@ -36,15 +45,18 @@ def test_report_tables_plots_and_failed_runs(tmp_path):
 
     path = report(tmp_path)
     text = path.read_text()
-    assert "0.810 ± 0.014 (n=2); paper 0.812, Δ -0.002" in text  # L-prefix, BERT, CoLA
-    assert "0.790 ± 0.000 (n=1); paper 0.807, Δ -0.017" in text  # prefix
-    assert "0.550 ± 0.000 (n=1) |" in text  # no paper cell for minilm
-    assert "## Matthews correlation" in text and "0.420 ± 0.028 (n=2)" in text
+    # mean 0.81, std 0.0141; t(0.975, 1) = 12.706 -> half width 0.127
+    assert "0.810 ± 0.014 [0.683, 0.937] (n=2); paper 0.812, Δ -0.002" in text  # L-prefix, BERT, CoLA
+    assert "0.790 ± 0.000 [0.790, 0.790] (n=1); paper 0.807, Δ -0.017" in text  # prefix
+    assert "0.550 ± 0.000 [0.550, 0.550] (n=1) |" in text  # no paper cell for minilm
+    assert "## Matthews correlation" in text and "0.420 ± 0.028" in text
     assert "trainer.lr must be positive" in text and "killed_job" in text and "unfinished" in text
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 and rows[0].startswith("model,data,method,variant,runs")
     for png in ("heldout_loss.png", "heldout_accuracy_vs_time.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    # Prefix reached 0.9 held-out at step 20; L-prefix's curve never gets to that vanilla plateau.
+    assert "| bert / cola | l_prefix | 100 | 0.100 | 10.00 | 0.90 | 30 | 6.0 | – | – | 0/2 |" in text
 
 
 def test_time_to_95_percent_of_best():
@@ -66,6 +78,48 @@ def test_report_averages_only_seed_replicates_of_one_config(tmp_path):
                  name=f"run{i}")
     text = report(tmp_path).read_text()
     assert "(n=5)" not in text
-    assert "| Prefix (P) [method.lr=0.01, method.num_virtual_tokens=16] | 0.710 ± 0.014 (n=2) |" in text
-    assert "| Prefix (P) [method.lr=0.1, method.num_virtual_tokens=4] | 0.200 ± 0.000 (n=1) |" in text
+    assert "| Prefix (P) [method.lr=0.01, method.num_virtual_tokens=16] | 0.710 ± 0.014" in text
+    assert "| Prefix (P) [method.lr=0.1, method.num_virtual_tokens=4] | 0.200 ± 0.000" in text
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_paired_twins_on_the_same_examples(tmp_path):
+    """L-prefix right on 60 of 100 examples in both seeds, prefix on 50 (the first 50): Δ = +0.10."""
+    labels = [i % 2 for i in range(100)]
+    right = lambda n: [(y if i < n else 1 - y, y) for i, y in enumerate(labels)]
+    for seed in (1, 2):
+        fake_run(tmp_path, "minilm", "sst2", "l_prefix", seed, 0.6, predictions=right(60), settings={"z_input": "pooling"})
+        fake_run(tmp_path, "minilm", "sst2", "prefix", seed, 0.5, predictions=right(50))
+    fake_run(tmp_path, "minilm", "sst2", "l_prefix", 3, 0.6, predictions=right(60), settings={"z_input": "states"},
+             name="ablation")
+    report(tmp_path)
+    paired = (tmp_path / "paired.csv").read_text().splitlines()
+    header = paired[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in paired[1:]]
+    twin = next(r for r in rows if r["b"] == "prefix")
+    assert float(twin["delta"]) == pytest.approx(0.10) and float(twin["ci_low"]) > 0 and float(twin["p_value"]) < 0.01
+    ablation = next(r for r in rows if r["kind"] == "ablation vs paper default")
+    assert ablation["a"] == "l_prefix [method.z_input=states]" and ablation["b"] == "l_prefix [method.z_input=pooling]"
+    assert float(ablation["delta"]) == 0.0 and len(rows) == 2
+    assert (tmp_path / "paired_differences.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_difference_statistics():
+    rng = np.random.default_rng(0)
+    a = (rng.random(400) < 0.7).astype(float)
+    b = a.copy()
+    assert paired_difference(a, b)["p_value"] == 1.0
+    b[:40] = 1 - b[:40]  # B flips 40 examples: about as many gains as losses
+    result = paired_difference(a, b)
+    assert result["ci_low"] < result["delta"] < result["ci_high"] and result["examples"] == 400
+
+
+def test_search_runs_of_a_tuning_sweep_are_not_averaged_and_broken_runs_are_listed(tmp_path):
+    fake_run(tmp_path / "search", "minilm", "rte", "prompt", 0, 0.99, name="minilm_rte_prompt_lr0.1_s0")
+    fake_run(tmp_path / "final", "minilm", "rte", "prompt", 1, 0.55)
+    broken = fake_run(tmp_path / "final", "minilm", "rte", "prompt", 2, 0.56)
+    (broken / "metrics.json").write_text('{"method": "prompt", "mo')  # a crash mid-write
+    text = report(tmp_path).read_text()
+    assert "1 finished runs (and 1 learning-rate search runs, not averaged)" in text
+    assert "0.550 ± 0.000" in text and "0.99" not in text.split("## Accuracy")[1].split("##")[0]
+    assert f"| {broken} | unreadable |" in text

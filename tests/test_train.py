@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from ltune.train import build_optimizer, compile_backbone
+from ltune.runtime import build_optimizer, compile_backbone
 from tests.methods.test_methods import make
 
 # torch.compile's CPU backend (inductor) builds C++ kernels.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 
 import torch
-from omegaconf import OmegaConf
 from transformers import (
     AutoModel,
     AutoTokenizer,
@@ -78,12 +77,12 @@ def tiny_backbone(family: str, seed: int = 0, max_length: int = 48) -> Backbone:
 
 
 def method_cfg(name: str, **overrides):
-    from ltune.methods import METHODS
+    """A method's validated config object (its dataclass) with small virtual-token counts."""
+    from ltune.methods import method_config
 
-    base = {"l_prefix": {}, "l_prompt": {}, "prefix": {"num_virtual_tokens": 4}, "prompt": {"num_virtual_tokens": 4},
+    base = {"prefix": {"num_virtual_tokens": 4}, "prompt": {"num_virtual_tokens": 4},
             "peft_prompt": {"num_virtual_tokens": 4}}
-    config_class = METHODS[name][0]
-    return OmegaConf.structured(config_class(**{**base[name], **overrides}))
+    return method_config({"name": name, **base.get(name, {}), **overrides})
 
 
 LABEL_TEXTS = ["this is about sports", "this one is about cooking", "technology"]

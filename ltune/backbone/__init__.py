@@ -8,7 +8,7 @@ Tuning methods only call ``Backbone``.
 
 from ltune.backbone.architectures import ARCHITECTURES, Architecture, kv_layout
 from ltune.backbone.encoding import POOLINGS, Backbone
-from ltune.backbone.loading import DTYPES, load_backbone, resolve_model_source
+from ltune.backbone.loading import DTYPES, forget, load_backbone, resolve_model_source
 
-__all__ = ["ARCHITECTURES", "Architecture", "Backbone", "DTYPES", "POOLINGS", "kv_layout", "load_backbone",
+__all__ = ["ARCHITECTURES", "Architecture", "Backbone", "DTYPES", "POOLINGS", "forget", "kv_layout", "load_backbone",
            "resolve_model_source"]

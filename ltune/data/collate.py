@@ -6,8 +6,11 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from torch.utils.data import DataLoader, Subset
+
 from ltune.backbone import Backbone
 from ltune.data import Example
+from ltune.data.batching import length_sorted
 
 
 class TokenizedExamples(Dataset):
@@ -19,12 +22,16 @@ class TokenizedExamples(Dataset):
         encoded = backbone.tokenize(firsts, seconds)
         self.features = [{key: values[i] for key, values in encoded.items()} for i in range(len(examples))]
         self.labels = [e.label for e in examples]
+        self.ids = [e.id for e in examples]
 
     def __len__(self) -> int:
         return len(self.features)
 
+    def lengths(self) -> list[int]:
+        return [len(f["input_ids"]) for f in self.features]
+
     def __getitem__(self, index: int) -> dict:
-        return {**self.features[index], "label": self.labels[index]}
+        return {**self.features[index], "label": self.labels[index], "id": self.ids[index]}
 
 
 class ClassificationCollator:
@@ -34,6 +41,7 @@ class ClassificationCollator:
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         batch = self.backbone.pad(items)
         batch["labels"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
+        batch["ids"] = torch.tensor([item.get("id", -1) for item in items], dtype=torch.long)
         return batch
 
 
@@ -57,3 +65,14 @@ class PairCollator(ClassificationCollator):
         pair_labels = torch.where(targets == 1, batch["labels"], (batch["labels"] + shift) % self.num_labels)
         batch["pair_labels"], batch["pair_targets"] = pair_labels, targets
         return batch
+
+
+def evaluation_loader(examples: list[Example], backbone: Backbone, batch_size: int,
+                      by_length: bool = True) -> DataLoader:
+    """Batches of examples to score; by default from the longest text to the shortest, so a batch
+    holds texts of similar length (the scores carry each example's id, and every metric is
+    independent of the order). ``by_length=False`` keeps the given order."""
+    dataset = TokenizedExamples(examples, backbone)
+    if by_length:
+        dataset = Subset(dataset, length_sorted(dataset.lengths()))
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=ClassificationCollator(backbone))

@@ -1,48 +1,63 @@
-"""The tuning methods, one folder each (config beside module), behind ``TuningMethod``."""
+"""The tuning methods: one folder each (``config.py`` beside ``model.py``); each folder registers
+itself with ``register`` when this package is imported.
+
+Adding a method is adding a folder: a config dataclass (a ``MethodConfig``), a ``TuningMethod``
+subclass, and an ``__init__.py`` that calls ``register(ConfigClass, ModelClass)``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
+from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from ltune.backbone import Backbone
+from ltune.checks import one_line
 from ltune.errors import LtuneError
-from ltune.methods.base import TuningMethod
-from ltune.methods.l_prefix.config import LPrefixConfig
-from ltune.methods.l_prefix.model import LPrefix
-from ltune.methods.l_prompt.config import LPromptConfig
-from ltune.methods.l_prompt.model import LPrompt
-from ltune.methods.peft_prompt.config import PeftPromptConfig
-from ltune.methods.peft_prompt.model import PeftPrompt
-from ltune.methods.prefix.config import PrefixConfig
-from ltune.methods.prefix.model import Prefix
-from ltune.methods.prompt.config import PromptConfig
-from ltune.methods.prompt.model import Prompt
-
-METHODS: dict[str, tuple[type, type[TuningMethod]]] = {
-    "l_prefix": (LPrefixConfig, LPrefix),
-    "l_prompt": (LPromptConfig, LPrompt),
-    "prefix": (PrefixConfig, Prefix),
-    "prompt": (PromptConfig, Prompt),
-    "peft_prompt": (PeftPromptConfig, PeftPrompt),
-}
 
 
-def method_config(cfg) -> DictConfig:
-    """Validate a method config against its dataclass; unknown or missing keys are errors."""
-    raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+class MethodEntry(NamedTuple):
+    config: type  # the config dataclass (the method's schema)
+    model: type  # the TuningMethod subclass
+
+
+METHODS: dict[str, MethodEntry] = {}
+
+
+def register(config_class: type, model_class: type) -> None:
+    """Called by each method folder: the method's name is its config's ``name`` default."""
+    METHODS[config_class.name] = MethodEntry(config_class, model_class)
+
+
+def _discover() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        if module.ispkg:
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def method_config(cfg):
+    """The method's config object (its dataclass, with every check run) from a composed config
+    node or a plain dict; unknown or mistyped keys are one-line errors."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        raw = dataclasses.asdict(cfg)
+    else:
+        raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     name = raw.get("name")
     if name not in METHODS:
-        raise LtuneError(f"unknown method '{name}'; valid: {', '.join(METHODS)}")
-    config_class = METHODS[name][0]
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(raw) - fields)
-    if unknown:
-        raise LtuneError(f"unknown key(s) {unknown} for method={name}; valid keys: {', '.join(sorted(fields))}")
-    return OmegaConf.structured(config_class(**raw))
+        raise LtuneError(f"unknown method '{name}'; valid: {', '.join(sorted(METHODS))}")
+    schema = OmegaConf.structured(METHODS[name].config)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(schema, raw))
+    except OmegaConfBaseException as err:
+        raise LtuneError(f"method={name}: {one_line(err)}") from None
 
 
-def build_method(cfg, backbone: Backbone, label_texts: list[str]) -> TuningMethod:
+def build_method(cfg, backbone, label_texts: list[str]):
     config = method_config(cfg)
-    return METHODS[config.name][1](backbone, config, label_texts)
+    return METHODS[config.name].model(backbone, config, label_texts)
+
+
+_discover()

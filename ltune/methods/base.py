@@ -19,6 +19,11 @@ from ltune.errors import LtuneError
 class TuningMethod(nn.Module, metaclass=abc.ABCMeta):
     #: L-methods train on (text, label) pairs: the collator adds ``pair_labels`` and ``pair_targets``.
     pair_training: bool = False
+    #: Whether the method can score label texts it was not trained on (``ltune predict labels=``).
+    supports_open_labels: bool = False
+    #: Whether building the method changes the backbone's model (wraps or adapts it): such a
+    #: backbone is never reused by a later run in the same process.
+    modifies_backbone: bool = False
 
     def __init__(self, backbone: Backbone, config, label_texts: list[str]):
         super().__init__()
@@ -63,9 +68,19 @@ class TuningMethod(nn.Module, metaclass=abc.ABCMeta):
             for name, value in state.items():
                 params[name].copy_(value)
 
-    def num_virtual_tokens(self) -> int:
-        """Positions this method puts in front of the text (for the position-limit check)."""
-        return 0
+
+
+class KWayMethod(TuningMethod):
+    """Prefix and prompt tuning (ours and peft's): P virtual positions shared by all classes, read
+    by a K-way linear head (with bias) on the pooled output, trained with cross-entropy."""
+
+    def add_head(self) -> None:
+        """Called by each subclass after its own parameters (keeps the initialisation order)."""
+        self.head = nn.Linear(self.backbone.hidden_size, self.num_labels)
+        self.backbone.check_fits(self.config.num_virtual_tokens)
+
+    def training_loss(self, batch):
+        return nn.functional.cross_entropy(self.label_scores(batch), batch["labels"])
 
 
 class LabelConditioned(TuningMethod):
@@ -74,16 +89,17 @@ class LabelConditioned(TuningMethod):
     The label texts are encoded once by the frozen model (eval mode, no grad) and kept
     as buffers; ``config.reencode_labels=true`` re-encodes them on every training
     step as the reference code does (an ablation for benchmarks, never the default).
-    The head C is a 2-way linear map without bias on the pooled output (2*d parameters);
-    the pair logit is the difference of its two outputs.
+    The head C is a 2-way linear map without bias on the pooled output (2*d parameters; the
+    ``head_bias`` ablation adds one); the pair logit is the difference of its two outputs.
     """
 
     pair_training = True
+    supports_open_labels = True
 
     def __init__(self, backbone: Backbone, config, label_texts: list[str]):
         super().__init__(backbone, config, label_texts)
         device = backbone.device
-        label_batch = {k: v.to(device) for k, v in backbone.label_batch(self.label_texts, config.get("label_length")).items()}
+        label_batch = {k: v.to(device) for k, v in backbone.label_batch(self.label_texts, config.label_length).items()}
         self.register_buffer("label_ids", label_batch["input_ids"], persistent=False)  # (K, l)
         self.register_buffer("label_mask", label_batch["attention_mask"].bool(), persistent=False)  # (K, l)
         was_training = backbone.model.training
@@ -92,7 +108,7 @@ class LabelConditioned(TuningMethod):
             states = backbone.encode_label_batch(label_batch)
         backbone.model.train(was_training)
         self.register_buffer("label_states", states, persistent=False)  # (K, l, d)
-        self.head = nn.Linear(backbone.hidden_size, 2, bias=False)
+        self.head = nn.Linear(backbone.hidden_size, 2, bias=config.head_bias)
 
     @property
     def label_length(self) -> int:
@@ -100,7 +116,7 @@ class LabelConditioned(TuningMethod):
 
     def current_label_states(self) -> torch.Tensor:
         """The cached label states; re-encoded (train mode, with grad) only under the ablation switch."""
-        if self.training and self.config.get("reencode_labels", False):
+        if self.training and self.config.reencode_labels:
             return self.backbone.encode_label_batch({"input_ids": self.label_ids, "attention_mask": self.label_mask.long()})
         return self.label_states
 

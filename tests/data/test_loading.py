@@ -13,7 +13,7 @@ def data_cfg(name, **overrides):
     cfg = compose(f"data={name}", "data.glue_dir=null").data
     OmegaConf.set_struct(cfg, False)
     for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value)
+        OmegaConf.update(cfg, key, value, merge=False)
     return cfg
 
 

@@ -142,7 +142,7 @@ def test_single_token_labels_with_softmax_pooling_are_refused():
 
 
 def test_unknown_method_key_is_named():
-    with pytest.raises(LtuneError, match=r"unknown key\(s\) \['prefix_len'\] for method=prefix"):
+    with pytest.raises(LtuneError, match=r"method=prefix: Key 'prefix_len' not in 'PrefixConfig'"):
         method_config({"name": "prefix", "lr": 0.1, "prefix_len": 3})
 
 

@@ -1,23 +1,24 @@
-from dataclasses import dataclass
+import dataclasses
+from typing import List
 
-from ltune.methods.checks import positive
+from ltune.checks import Choice
+from ltune.methods.config import LabelTextConfig
 
 
-@dataclass
-class LPrefixConfig:
+class ZInput(Choice):
+    pooling = "pooling"  # the paper: Z reads F's l pooling weights
+    states = "states"  # the reference code's pooling=False branch: Z maps each label token's state
+
+
+@dataclasses.dataclass
+class LPrefixConfig(LabelTextConfig):
     """L-prefix (paper eq. 1): label states -> attention pooling F -> linear Z -> per-layer prefix."""
 
     name: str = "l_prefix"
     lr: float = 1e-1
+    lr_search: List[float] = dataclasses.field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])
     #: Normalise the pooling scores with a softmax over the label's real tokens (the paper).
     #: False keeps the raw scores, as the reference code does.
     pool_softmax: bool = True
-    #: Pad (or cut) every label text to this many tokens; None: the longest label text.
-    label_length: int | None = None
-    #: Ablation: re-encode label texts on every training step, as the reference code does.
-    reencode_labels: bool = False
-
-    def __post_init__(self):
-        if self.label_length is not None:
-            positive("label_length", self.label_length)
-        positive("lr", self.lr)
+    #: What Z maps to the prefix (ablation; the paper's is the default).
+    z_input: ZInput = ZInput.pooling

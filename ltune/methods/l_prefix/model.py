@@ -23,18 +23,21 @@ class LPrefix(LabelConditioned):
     def __init__(self, backbone: Backbone, config, label_texts):
         super().__init__(backbone, config, label_texts)
         l, d = self.label_length, backbone.hidden_size
-        if config.pool_softmax and bool((self.label_mask.sum(1) == 1).all()):
-            raise LtuneError(
-                "every label text is a single token, so softmax pooling gives all labels the same prefix; "
-                "use longer label texts (data.label_texts) or method.pool_softmax=false"
-            )
-        self.pool_weight = nn.Parameter(torch.empty(d))  # w of F
-        nn.init.normal_(self.pool_weight, std=d**-0.5)
-        self.transform = nn.Linear(l, l * backbone.num_layers * 2 * backbone.kv_dim, bias=False)  # Z
+        width = backbone.num_layers * 2 * backbone.kv_dim
+        if config.z_input == "states":
+            # Ablation (the reference code's pooling=False branch): no F; Z maps each label
+            # token's state to that position's keys/values in every layer.
+            self.transform = nn.Linear(d, width, bias=False)
+        else:
+            if config.pool_softmax and bool((self.label_mask.sum(1) == 1).all()):
+                raise LtuneError(
+                    "every label text is a single token, so softmax pooling gives all labels the same prefix; "
+                    "use longer label texts (data.label_texts) or method.pool_softmax=false"
+                )
+            self.pool_weight = nn.Parameter(torch.empty(d))  # w of F
+            nn.init.normal_(self.pool_weight, std=d**-0.5)
+            self.transform = nn.Linear(l, l * width, bias=False)  # Z
         backbone.check_fits(l)
-
-    def num_virtual_tokens(self) -> int:
-        return self.label_length
 
     def pooled_label_scores(self, states: torch.Tensor | None = None) -> torch.Tensor:
         """F(h_k) for every label: (K, l) pooling weights (zero on label padding)."""
@@ -48,6 +51,10 @@ class LPrefix(LabelConditioned):
         """Per-label past keys/values, (layers, 2, K, kv heads, l, head dim)."""
         b = self.backbone
         k, l = self.num_labels, self.label_length
+        if self.config.z_input == "states":
+            kv = self.transform(self.current_label_states())  # (K, l, layers * 2 * kv)
+            kv = kv.view(k, l, b.num_layers, 2, b.num_kv_heads, b.head_dim)
+            return kv.permute(2, 3, 0, 4, 1, 5)
         kv = self.transform(self.pooled_label_scores())
         kv = kv.view(k, b.num_layers, 2, l, b.num_kv_heads, b.head_dim)
         return kv.permute(1, 2, 0, 4, 3, 5)
@@ -65,4 +72,7 @@ class LPrefix(LabelConditioned):
 
     def paper_trainable_params(self) -> int:
         b, l = self.backbone, self.label_length
-        return b.hidden_size + 2 * l * l * b.num_layers * b.kv_dim + 2 * b.hidden_size
+        head = 2 * b.hidden_size + (2 if self.config.head_bias else 0)
+        if self.config.z_input == "states":  # the ablation: Z is d -> m * 2 * kv, no F
+            return b.hidden_size * b.num_layers * 2 * b.kv_dim + head
+        return b.hidden_size + 2 * l * l * b.num_layers * b.kv_dim + head

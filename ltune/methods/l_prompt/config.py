@@ -1,23 +1,20 @@
-from dataclasses import dataclass
+import dataclasses
+from typing import List
 
-from ltune.methods.checks import positive
+from ltune.checks import Choice
+from ltune.methods.config import LabelTextConfig
 
 
-@dataclass
-class LPromptConfig:
+class LPromptInit(Choice):
+    identity = "identity"  # the soft prompt starts as the label text's own states
+    random = "random"  # PyTorch's default Linear initialisation
+
+
+@dataclasses.dataclass
+class LPromptConfig(LabelTextConfig):
     """L-prompt (paper eq. 2): label states -> linear G -> soft prompt in front of the text."""
 
     name: str = "l_prompt"
     lr: float = 1e-3
-    #: How G starts: "identity" (the soft prompt starts as the label text's own states) or "random"
-    #: (PyTorch's default Linear initialisation).
-    init: str = "identity"
-    #: Pad (or cut) every label text to this many tokens; None: the longest label text.
-    label_length: int | None = None
-    #: Ablation: re-encode label texts on every training step, as the reference code does.
-    reencode_labels: bool = False
-
-    def __post_init__(self):
-        if self.label_length is not None:
-            positive("label_length", self.label_length)
-        positive("lr", self.lr)
+    lr_search: List[float] = dataclasses.field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3])
+    init: LPromptInit = LPromptInit.identity

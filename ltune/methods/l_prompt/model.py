@@ -11,7 +11,6 @@ from __future__ import annotations
 from torch import nn
 
 from ltune.backbone import Backbone
-from ltune.errors import LtuneError
 from ltune.methods.base import LabelConditioned
 
 
@@ -22,12 +21,7 @@ class LPrompt(LabelConditioned):
         self.prompt_map = nn.Linear(d, d, bias=False)  # G
         if config.init == "identity":
             nn.init.eye_(self.prompt_map.weight)
-        elif config.init != "random":
-            raise LtuneError(f"unknown method.init '{config.init}'; valid: identity, random")
         backbone.check_fits(self.label_length)
-
-    def num_virtual_tokens(self) -> int:
-        return self.label_length
 
     def pair_logits(self, batch, label_ids):
         prompts = self.prompt_map(self.current_label_states())  # (K, l, d)
@@ -42,4 +36,4 @@ class LPrompt(LabelConditioned):
 
     def paper_trainable_params(self) -> int:
         d = self.backbone.hidden_size
-        return d * d + 2 * d
+        return d * d + 2 * d + (2 if self.config.head_bias else 0)

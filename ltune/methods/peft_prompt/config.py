@@ -1,18 +1,20 @@
-from dataclasses import dataclass
+import dataclasses
+from typing import List
 
-from ltune.methods.checks import positive
+from ltune.checks import Choice
+from ltune.methods.config import VirtualTokensConfig
 
 
-@dataclass
-class PeftPromptConfig:
+class PeftPromptInit(Choice):
+    SAMPLE_VOCAB = "SAMPLE_VOCAB"  # as our prompt's vocab init
+    RANDOM = "RANDOM"
+
+
+@dataclasses.dataclass
+class PeftPromptConfig(VirtualTokensConfig):
     """peft's own PromptTuning on the same runner: the library users would otherwise pick, as an anchor."""
 
     name: str = "peft_prompt"
     lr: float = 3e-3
-    num_virtual_tokens: int = 16
-    #: peft's PromptTuningInit: "SAMPLE_VOCAB" (as our prompt's vocab init) or "RANDOM".
-    init: str = "SAMPLE_VOCAB"
-
-    def __post_init__(self):
-        positive("num_virtual_tokens", self.num_virtual_tokens, "prompt tuning needs at least one virtual token")
-        positive("lr", self.lr)
+    lr_search: List[float] = dataclasses.field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])
+    init: PeftPromptInit = PeftPromptInit.SAMPLE_VOCAB

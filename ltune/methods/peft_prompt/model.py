@@ -9,28 +9,22 @@ import torch
 from torch import nn
 
 from ltune.backbone import Backbone
-from ltune.errors import LtuneError
-from ltune.methods.base import TuningMethod
+from ltune.methods.base import KWayMethod
 
 
-class PeftPrompt(TuningMethod):
+class PeftPrompt(KWayMethod):
+    modifies_backbone = True  # peft wraps the model (conservatively: never reused afterwards)
     def __init__(self, backbone: Backbone, config, label_texts):
         super().__init__(backbone, config, label_texts)
         from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
-        if config.init not in ("SAMPLE_VOCAB", "RANDOM"):
-            raise LtuneError(f"unknown method.init '{config.init}'; valid: SAMPLE_VOCAB, RANDOM")
         peft_config = PromptTuningConfig(
             task_type=TaskType.FEATURE_EXTRACTION,
             num_virtual_tokens=config.num_virtual_tokens,
-            prompt_tuning_init=PromptTuningInit[config.init],
+            prompt_tuning_init=PromptTuningInit[str(config.init)],
         )
         self.peft_model = get_peft_model(backbone.model, peft_config)
-        self.head = nn.Linear(backbone.hidden_size, self.num_labels)
-        backbone.check_fits(config.num_virtual_tokens)
-
-    def num_virtual_tokens(self) -> int:
-        return self.config.num_virtual_tokens
+        self.add_head()
 
     @property
     def prompt_embedding(self) -> nn.Embedding:
@@ -42,9 +36,6 @@ class PeftPrompt(TuningMethod):
         hidden = self.peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
         mask = torch.cat([batch["attention_mask"].new_ones(batch["attention_mask"].shape[0], p), batch["attention_mask"]], 1)
         return self.head(self.backbone.pool(hidden.last_hidden_state, mask, text_start=p))
-
-    def training_loss(self, batch):
-        return nn.functional.cross_entropy(self.label_scores(batch), batch["labels"])
 
     def paper_trainable_params(self) -> int:
         p, d, k = self.config.num_virtual_tokens, self.backbone.hidden_size, self.num_labels

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from ltune.backbone import Backbone
-from ltune.methods.base import TuningMethod
+from ltune.methods.base import KWayMethod
 
 
-class Prefix(TuningMethod):
+class Prefix(KWayMethod):
     def __init__(self, backbone: Backbone, config, label_texts):
         super().__init__(backbone, config, label_texts)
         b, p = backbone, config.num_virtual_tokens
@@ -26,11 +26,7 @@ class Prefix(TuningMethod):
             )
         else:
             self.prefix = nn.Parameter(torch.randn(p, width))
-        self.head = nn.Linear(b.hidden_size, self.num_labels)
-        backbone.check_fits(p)
-
-    def num_virtual_tokens(self) -> int:
-        return self.config.num_virtual_tokens
+        self.add_head()
 
     def prefix_kv(self, batch_size: int) -> torch.Tensor:
         b, p = self.backbone, self.config.num_virtual_tokens
@@ -44,9 +40,6 @@ class Prefix(TuningMethod):
             batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), prefix_kv=self.prefix_kv(size)
         )
         return self.head(pooled)
-
-    def training_loss(self, batch):
-        return nn.functional.cross_entropy(self.label_scores(batch), batch["labels"])
 
     def paper_trainable_params(self) -> int:
         b, p, k = self.backbone, self.config.num_virtual_tokens, self.num_labels

@@ -1,18 +1,20 @@
-from dataclasses import dataclass
+import dataclasses
+from typing import List
 
-from ltune.methods.checks import positive
+from ltune.checks import Choice
+from ltune.methods.config import VirtualTokensConfig
 
 
-@dataclass
-class PromptConfig:
+class PromptInit(Choice):
+    vocab = "vocab"  # the embeddings of random vocabulary tokens (Lester et al.)
+    random = "random"  # N(0, 0.02)
+
+
+@dataclasses.dataclass
+class PromptConfig(VirtualTokensConfig):
     """Prompt tuning (Lester et al. 2021): learned input embeddings in front of the text."""
 
     name: str = "prompt"
     lr: float = 3e-3
-    num_virtual_tokens: int = 16
-    #: "vocab": start from the embeddings of random vocabulary tokens (Lester et al.); "random": N(0, 0.02).
-    init: str = "vocab"
-
-    def __post_init__(self):
-        positive("num_virtual_tokens", self.num_virtual_tokens, "prompt tuning needs at least one virtual token")
-        positive("lr", self.lr)
+    lr_search: List[float] = dataclasses.field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])
+    init: PromptInit = PromptInit.vocab

@@ -10,11 +10,10 @@ import torch
 from torch import nn
 
 from ltune.backbone import Backbone
-from ltune.errors import LtuneError
-from ltune.methods.base import TuningMethod
+from ltune.methods.base import KWayMethod
 
 
-class Prompt(TuningMethod):
+class Prompt(KWayMethod):
     def __init__(self, backbone: Backbone, config, label_texts):
         super().__init__(backbone, config, label_texts)
         p, d = config.num_virtual_tokens, backbone.hidden_size
@@ -22,16 +21,10 @@ class Prompt(TuningMethod):
             table = backbone.model.get_input_embeddings().weight
             rows = torch.randint(0, table.shape[0], (p,))
             initial = table[rows].detach().float().clone()
-        elif config.init == "random":
+        else:  # "random"
             initial = torch.randn(p, d) * 0.02
-        else:
-            raise LtuneError(f"unknown method.init '{config.init}'; valid: vocab, random")
         self.prompt = nn.Parameter(initial)
-        self.head = nn.Linear(d, self.num_labels)
-        backbone.check_fits(p)
-
-    def num_virtual_tokens(self) -> int:
-        return self.config.num_virtual_tokens
+        self.add_head()
 
     def label_scores(self, batch):
         size = batch["input_ids"].shape[0]
@@ -42,9 +35,6 @@ class Prompt(TuningMethod):
             prompt=self.prompt.unsqueeze(0).expand(size, -1, -1),
         )
         return self.head(pooled)
-
-    def training_loss(self, batch):
-        return nn.functional.cross_entropy(self.label_scores(batch), batch["labels"])
 
     def paper_trainable_params(self) -> int:
         p, d, k = self.config.num_virtual_tokens, self.backbone.hidden_size, self.num_labels

@@ -1,0 +1,32 @@
+"""Registers ltune's tuning sweeper with Hydra: ``hydra/sweeper=ltune_tune`` (see ltune/tuning.py).
+
+Hydra loads plugins from the ``hydra_plugins`` namespace without registering the module, so this
+file keeps to plain runtime annotations.
+"""
+
+import dataclasses
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from ltune.tuning import TuneSweeper as _TuneSweeper
+
+
+class TuneSweeper(_TuneSweeper):
+    pass
+
+
+@dataclasses.dataclass
+class TuneSweeperConf:
+    _target_: str = "hydra_plugins.ltune_tune_sweeper.TuneSweeper"
+    #: The grid of cells, as the basic sweeper takes it: {key: "a,b,c"}.
+    params: Optional[Any] = None
+    #: Seeds of the learning-rate search (each lr is trained once per search seed).
+    search_seeds: List[int] = dataclasses.field(default_factory=lambda: [0])
+    #: Seeds of the final runs at the chosen learning rate.
+    seeds: List[int] = dataclasses.field(default_factory=lambda: [1, 2, 3])
+    #: Skip the search and use the method's own lr (method.lr) for the final runs.
+    search: bool = True
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="ltune_tune", node=TuneSweeperConf, provider="ltune")

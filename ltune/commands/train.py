@@ -1,0 +1,176 @@
+"""``ltune train ARGS``: ARGS go to Hydra unchanged (overrides, -m sweeps, every Hydra flag).
+
+Before Hydra creates any folder, the overrides are checked (unknown options, misspelt keys,
+values out of range): a problem is one ``ltune:`` line. In a sweep, a job that fails leaves
+``failed.json`` and the others go on; the sweep then exits 1 naming the failed jobs. A sweep
+run again into the same ``hydra.sweep.dir`` skips finished jobs and resumes unfinished ones.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+from ltune import config as configs
+from ltune import run_files
+from ltune.errors import LtuneError
+
+
+def train_command(args: list[str]) -> None:
+    import hydra
+
+    if not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in args):
+        configs.check_overrides(args)
+        configs.check_run_configs(args)
+    args = [*args, *resume_overrides(args)]
+    rank = int(os.environ.get("RANK", "0"))
+    if rank > 0:  # data-parallel workers: rank 0 alone writes the run folder and the logs
+        scratch = tempfile.mkdtemp(prefix=f"ltune-rank{rank}-")
+        args = [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled",
+                "hydra/hydra_logging=disabled"]
+    task = hydra.main(config_path=str(configs.CONF_DIR), config_name="config", version_base=None)(train_task)
+    sys.argv = ["ltune train", *args]
+    configs.register_schema()
+    task()
+
+
+def train_task(cfg) -> dict | None:
+    """One Hydra job: a run in Hydra's output folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    resume = cfg.get("resume") is not None
+    if multirun:
+        done = run_files.read_metrics(run_dir)
+        if done is not None:  # the same sweep run again: this job already finished
+            print(f"ltune: {run_dir} already finished; skipped", flush=True)
+            return done
+        (run_dir / run_files.FAILED).unlink(missing_ok=True)
+        resume = resume or unfinished_run_of(cfg, run_dir)
+    try:
+        if resume:  # the run continues with the config it started with
+            cfg = configs.load_run_config(run_dir / run_files.CONFIG)
+        configs.validate(cfg)
+        group = Path(hydra_cfg.sweep.dir).name if multirun else None
+        from ltune.train import train
+
+        metrics = train(cfg, run_dir, group, resume=resume)
+    except LtuneError as err:
+        print(f"ltune: {err}", file=sys.stderr)
+        if multirun:
+            record_failure(run_dir, str(err))
+            return None
+        remove_unfinished(run_dir)
+        sys.exit(2)
+    except Exception as err:
+        if not multirun:
+            raise  # a bug: the traceback is what the user needs
+        import traceback
+
+        print(f"ltune: job failed: {type(err).__name__}: {err}", file=sys.stderr)
+        record_failure(run_dir, f"{type(err).__name__}: {err}", traceback.format_exc())
+        return None
+    if "status" not in metrics:
+        return metrics  # a non-zero rank of a data-parallel run: rank 0 reports
+    dev = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dev"].items() if k != "examples")
+    print(f"ltune: dev {dev} (selected at step {metrics['selection']['best_step']} on held-out)")
+    print(f"ltune: run folder {run_dir}")
+    return metrics
+
+
+def unfinished_run_of(cfg, run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds an unfinished run (a checkpoint) of this very config."""
+    if not (run_dir / run_files.CHECKPOINT).is_file() or not (run_dir / run_files.CONFIG).is_file():
+        return False
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / run_files.CONFIG), resolve=True)
+    wanted = OmegaConf.to_container(cfg, resolve=True)
+    if not configs.same_settings(saved, wanted, skip=("resume",)):
+        raise LtuneError(f"{run_dir} holds an unfinished run of another config; give the sweep another "
+                         f"hydra.sweep.dir or remove that folder")
+    return True
+
+
+def record_failure(run_dir: Path, error: str, trace: str | None = None) -> None:
+    """One failed job never stops a sweep: it leaves failed.json, which the report lists."""
+    record = {"status": "failed", "error": error}
+    if trace:
+        record["traceback"] = trace
+    run_files.write_json(run_dir / run_files.FAILED, record)
+
+
+def remove_unfinished(run_dir: Path) -> None:
+    """A run that failed before its first checkpoint leaves nothing behind; one with a
+    checkpoint (or a finished run) is kept."""
+    if run_dir.is_dir() and not (run_dir / run_files.METRICS).exists() and not (run_dir / run_files.CHECKPOINT).exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+class SweepFailures(Callback):
+    """At the end of a sweep: jobs that failed are named and the command exits 1."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self.started = time.time()
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        failed = sorted(p.parent for p in sweep_dir.rglob(run_files.FAILED))
+        if failed:
+            names = ", ".join(str(p.relative_to(sweep_dir)) for p in failed)
+            print(f"ltune: {len(failed)} job(s) of the sweep failed: {names} (each has {run_files.FAILED}); "
+                  f"fix the cause and run the same command with hydra.sweep.dir={sweep_dir} to finish them",
+                  file=sys.stderr)
+            sys.exit(1)
+
+
+# -- resume=DIR|auto ------------------------------------------------------------------------
+
+def resume_overrides(args: list[str]) -> list[str]:
+    """For resume=DIR|auto: check the folder and run Hydra in it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    texts = configs.override_args(args)
+    values = [o.value() for o in OverridesParser.create().parse_overrides(texts) if o.key_or_group == "resume"]
+    if not values or values[0] is None:
+        return []
+    if str(values[0]) == "auto":
+        folder = newest_unfinished_run([t for t in texts if not t.startswith("resume=")],
+                                       configs.extra_config_dirs(args))
+        if folder is None:
+            print("ltune: resume=auto found no unfinished run of this config; starting a new run", file=sys.stderr)
+            return ["resume=null"]
+        return [f"resume={folder}", f"hydra.run.dir={folder}"]
+    folder = Path(str(values[0]))
+    if (folder / run_files.METRICS).is_file():
+        raise LtuneError(f"resume={folder}: that run already finished (metrics.json); it is never overwritten")
+    if not (folder / run_files.CONFIG).is_file() or not (folder / run_files.CHECKPOINT).is_file():
+        raise LtuneError(f"resume={folder} is not an unfinished ltune run (it needs config.yaml and checkpoint.pt)")
+    return [f"hydra.run.dir={folder}"]
+
+
+def newest_unfinished_run(overrides: list[str], extra_dirs: list[Path]) -> Path | None:
+    """The newest run folder whose resolved config equals this one's and that has a checkpoint."""
+    from omegaconf import OmegaConf
+
+    cfg = configs.compose(overrides, extra_dirs)
+    wanted = OmegaConf.to_container(cfg, resolve=True)
+    runs = Path(wanted["output_root"]) / "runs"
+    candidates = []
+    for checkpoint in runs.glob(f"*/{run_files.CHECKPOINT}"):
+        folder = checkpoint.parent
+        if (folder / run_files.METRICS).exists() or not (folder / run_files.CONFIG).exists():
+            continue
+        saved = OmegaConf.to_container(OmegaConf.load(folder / run_files.CONFIG), resolve=True)
+        if configs.same_settings(saved, wanted, skip=("resume",)):
+            candidates.append(folder)
+    return max(candidates, key=lambda f: f.stat().st_mtime) if candidates else None

@@ -1,0 +1,208 @@
+"""Config composition and checking for every ltune command: one module that the commands use
+and that imports none of them.
+
+``compose`` is Hydra's compose API over ltune's config folder (plus users' ``--config-dir``
+folders); ``check_overrides`` and ``check_keys`` turn an unknown option or a misspelt key into one
+line before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ltune.errors import LtuneError
+
+CONF_DIR = Path(os.environ.get("LTUNE_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
+#: Config groups a user picks by name on the command line.
+GROUPS = ("model", "data", "method", "trainer", "logger", "experiment")
+#: Hydra flags that take a value (the value is not an override).
+_FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c",
+                     "--package", "-p")
+
+
+def extra_config_dirs(args: list[str]) -> list[Path]:
+    """Folders added with Hydra's --config-dir/-cd (a user's own data or model configs)."""
+    dirs = []
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(Path(args[i + 1]))
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]))
+    return dirs
+
+
+def search_path(extra_dirs: list[Path]) -> list[str]:
+    """The override that adds users' config folders to a compose call."""
+    return [f"hydra.searchpath=[{','.join('file://' + str(d.resolve()) for d in extra_dirs)}]"]
+
+
+def override_args(args: list[str]) -> list[str]:
+    """The override arguments, without Hydra's flags and their values."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _FLAGS_WITH_VALUE:
+            skip = True
+        elif arg in ("--info", "-i") or arg.startswith("-"):
+            continue
+        else:
+            out.append(arg)
+    return out
+
+
+def group_options(group: str, extra_dirs: list[Path] = ()) -> list[str]:
+    """The options of a config group: yaml files in the config folders and structured configs."""
+    from hydra.core.config_store import ConfigStore
+
+    register_schema()
+    names = set()
+    for folder in [CONF_DIR, *extra_dirs]:
+        names.update(p.stem for p in (folder / group).glob("*.yaml"))
+    stored = ConfigStore.instance().repo.get(group, {})
+    names.update(name.removesuffix(".yaml") for name in stored)
+    return sorted(names)
+
+
+def compose(overrides: list[str], extra_dirs: list[Path] = ()):
+    """The config ``ltune train OVERRIDES`` would use, without a run (Hydra's compose API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_schema()
+    extra = search_path(extra_dirs) if extra_dirs else []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return hydra_compose("config", overrides=list(overrides) + extra)
+
+
+def register_schema() -> None:
+    """Put the dataclass schema into Hydra's ConfigStore (before any composition)."""
+    from ltune.config.schema import register
+
+    register()
+
+
+def check_overrides(args: list[str]) -> None:
+    """Fail early, in one line, on a config-group option that does not exist."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    extra_dirs = extra_config_dirs(args)
+    try:
+        parsed = OverridesParser.create().parse_overrides(override_args(args))
+    except OverrideParseException as err:
+        raise LtuneError(f"cannot parse the overrides: {str(err).splitlines()[0]}") from None
+    for override in parsed:
+        group = override.key_or_group.lstrip("+~")
+        if group not in GROUPS:
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        valid = group_options(group, extra_dirs)
+        for value in values:
+            if str(value) not in valid:
+                raise LtuneError(f"unknown {group} '{value}'; valid options: {', '.join(valid)}")
+
+
+#: At most this many combinations of a sweep's values are composed and checked up front.
+MAX_CHECKED_COMBINATIONS = 64
+
+
+def sweep_combinations(args: list[str]) -> list[list[str]]:
+    """The plain override lists of a command line's sweep (every combination, or each value
+    beside the others' first ones when there are too many); hydra.* overrides are left out."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    axes = []
+    for override in OverridesParser.create().parse_overrides(override_args(args)):
+        key = override.get_key_element()
+        if key.lstrip("+~").startswith("hydra"):
+            continue
+        if override.is_sweep_override():
+            axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            axes.append([f"{key}={override.get_value_element_as_str()}"])
+    total = 1
+    for axis in axes:
+        total *= len(axis)
+    if total <= MAX_CHECKED_COMBINATIONS:
+        return [list(c) for c in itertools.product(*axes)] or [[]]
+    firsts = [axis[0] for axis in axes]
+    return [firsts[:i] + [value] + firsts[i + 1:] for i, axis in enumerate(axes) for value in axis]
+
+
+def check_run_configs(args: list[str]) -> None:
+    """Compose and validate the config of every run the command line asks for (every sweep
+    combination, up to a limit) before Hydra creates any folder: a misspelt key, a wrong type or a
+    value out of range is one line."""
+    from ltune.config.schema import validate
+
+    extra_dirs = extra_config_dirs(args)
+    for overrides in sweep_combinations(args):
+        validate(compose_checked(overrides, extra_dirs))
+
+
+def compose_checked(overrides: list[str], extra_dirs: list[Path] = ()):
+    """``compose`` with Hydra's and OmegaConf's errors turned into one line."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ltune.checks import one_line
+
+    try:
+        return compose(overrides, extra_dirs)
+    except (HydraException, OmegaConfBaseException) as err:
+        cause = err.__cause__ or err
+        full_key = getattr(cause, "full_key", None)
+        if full_key and "not in" in str(cause):
+            parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+            groups = [o for o in overrides if o.split("=")[0] in GROUPS]
+            node = OmegaConf.select(compose(groups, extra_dirs), parent) if parent else compose(groups, extra_dirs)
+            keys = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else ""
+            where = f" under {parent}" if parent else ""
+            raise LtuneError(f"unknown config key '{full_key}'; valid keys{where}: {keys}") from None
+        raise LtuneError(one_line(cause) if isinstance(cause, OmegaConfBaseException) else " ".join(str(err).split())) from None
+
+
+def same_settings(saved: dict, wanted: dict, skip=()) -> bool:
+    """Whether two resolved configs agree on every key both have. A key only one side has was
+    added (or removed) by a later ltune version; the saved run's own config decides its value."""
+    for key in saved.keys() & wanted.keys():
+        if key in skip:
+            continue
+        if isinstance(saved[key], dict) and isinstance(wanted[key], dict):
+            if not same_settings(saved[key], wanted[key]):
+                return False
+        elif saved[key] != wanted[key]:
+            return False
+    return True
+
+
+def validate(cfg) -> None:
+    """Every range check of the schema on a composed config (one line on failure)."""
+    from ltune.config.schema import validate as validate_schema
+
+    validate_schema(cfg)
+
+
+def load_run_config(path: Path):
+    """A run's saved config.yaml, merged onto the schema (a run saved before a key existed gets
+    the key's default)."""
+    from omegaconf import OmegaConf
+
+    from ltune.config.schema import RunConfig
+    from ltune.methods import METHODS
+
+    saved = OmegaConf.load(path)
+    schema = OmegaConf.structured(RunConfig)
+    method = saved.get("method", {}).get("name")
+    if method in METHODS:
+        schema.method = OmegaConf.structured(METHODS[method].config)
+    for key in ("trainer", "logger", "model", "data"):
+        if key in saved:
+            OmegaConf.set_struct(saved[key], False)
+    merged = OmegaConf.merge(schema, saved)
+    return merged

@@ -1,0 +1,54 @@
+"""The shared bases of the method configs. Each method's dataclass (``<method>/config.py``) is its
+schema: keys, types, defaults and range checks in one place, registered in Hydra's ConfigStore
+under ``method/<name>``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional
+
+from omegaconf import MISSING
+
+from ltune.checks import positive_int, positive_number, require
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    #: The learning rates a tuned comparison tries (hydra/sweeper=ltune_tune, chosen on held-out).
+    #: Every method's space has the same number of points, so each gets the same search budget.
+    lr_search: List[float] = MISSING
+
+    def __post_init__(self):
+        positive_number("method.lr", self.lr)
+        require(len(self.lr_search) > 0, "method.lr_search needs at least one learning rate")
+        for lr in self.lr_search:
+            positive_number("method.lr_search", lr)
+
+
+@dataclasses.dataclass
+class VirtualTokensConfig(MethodConfig):
+    """Prefix and prompt tuning: P learned positions shared by all classes, a K-way head."""
+
+    num_virtual_tokens: int = 16
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive_int("method.num_virtual_tokens", self.num_virtual_tokens)
+
+
+@dataclasses.dataclass
+class LabelTextConfig(MethodConfig):
+    """The L-methods: label texts encoded by the frozen model, a pair scorer with a 2-way head."""
+
+    #: Pad (or cut) every label text to this many tokens; None: the longest label text.
+    label_length: Optional[int] = None
+    #: Ablation: re-encode label texts on every training step, as the reference code does.
+    reencode_labels: bool = False
+    #: Ablation: a bias in the 2-way head (the paper's count, 2d, has none).
+    head_bias: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive_int("method.label_length", self.label_length, allow_none=True)

@@ -1,0 +1,123 @@
+"""Reading run folders for the report: finished runs with their settings, logs and dev
+predictions; failed, unfinished and unreadable runs are listed, never averaged in."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from ltune.run_files import CONFIG, FAILED, LOG, METRICS, PREDICTIONS
+
+#: Keys that differ between seed replicates of one configuration, or that only say where files
+#: go and how progress is tracked: every other key of the resolved config must be equal for two
+#: runs to be averaged as replicates.
+NOT_A_SETTING = ("seed", "run_name", "output_root", "resume", "logger", "trainer.num_threads")
+
+
+def flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def settings_of(config: dict) -> dict:
+    """The flattened resolved config of a run without the keys that replicates may differ in."""
+    return {k: v for k, v in flatten(config).items()
+            if not any(k == skip or k.startswith(skip + ".") for skip in NOT_A_SETTING)}
+
+
+def _json_lines(path: Path) -> list[dict]:
+    """The complete JSON lines of a file (a last line cut by a crash is left out)."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+def stage_of(run: Path, folder: Path) -> str | None:
+    """"search" or "final" for the jobs of a tuning sweep (hydra/sweeper=ltune_tune), else None."""
+    parts = run.relative_to(folder).parts
+    for stage in ("search", "final"):
+        if stage in parts[:-1] or (run.parent.name == stage):
+            return stage
+    return None
+
+
+def read_run(run: Path, folder: Path) -> dict:
+    """A finished run's figures; raises ValueError when a file is unreadable."""
+    from omegaconf import OmegaConf
+
+    try:
+        metrics = json.loads((run / METRICS).read_text())
+        config = OmegaConf.to_container(OmegaConf.load(run / CONFIG), resolve=False) or {}
+    except Exception as err:  # truncated JSON, broken YAML: the run is listed, not averaged
+        raise ValueError(f"unreadable {METRICS} or {CONFIG} ({type(err).__name__})") from None
+    for key in ("model", "data", "method", "seed", "dev"):
+        if key not in metrics:
+            raise ValueError(f"{METRICS} has no '{key}'")
+    log = _json_lines(run / LOG) if (run / LOG).is_file() else []
+    predictions = {}
+    if (run / PREDICTIONS).is_file():
+        predictions = {r["id"]: (r["prediction"], r["label"]) for r in _json_lines(run / PREDICTIONS)}
+    return {**metrics, "run_dir": str(run), "log": log, "settings": settings_of(config), "predictions": predictions,
+            "stage": stage_of(run, folder)}
+
+
+def collect(folder: Path) -> tuple[list[dict], list[dict]]:
+    """(finished runs, failed, unfinished or unreadable runs) under ``folder``."""
+    finished, problems = [], []
+    for metrics in sorted(folder.rglob(METRICS)):
+        run = metrics.parent
+        try:
+            finished.append(read_run(run, folder))
+        except ValueError as err:
+            problems.append({"run_dir": str(run), "status": "unreadable", "error": str(err)})
+    for failed in sorted(folder.rglob(FAILED)):
+        try:
+            record = json.loads(failed.read_text())
+        except json.JSONDecodeError:
+            record = {"error": f"unreadable {FAILED}"}
+        problems.append({"run_dir": str(failed.parent), "status": "failed", "error": record.get("error", "")})
+    known = {r["run_dir"] for r in finished} | {p["run_dir"] for p in problems}
+    for marker in sorted([*folder.rglob(".hydra"), *folder.rglob(CONFIG)]):
+        run = marker.parent
+        if str(run) not in known and run != folder and (marker.name == ".hydra" or (run / "checkpoint.pt").exists()):
+            known.add(str(run))
+            problems.append({"run_dir": str(run), "status": "unfinished", "error": "no metrics.json (killed or running)"})
+    return finished, problems
+
+
+def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
+    """Runs grouped as seed replicates: same model, data, method and every other setting.
+
+    The key is (model, data, method, variant); variant names the settings in which this group
+    differs from the other groups of the same model, data and method ("" when it is the only one).
+    The learning rate a tuning sweep chose is a result, not a setting: it is left out of the name.
+    """
+    groups = defaultdict(list)
+    for run in finished:
+        frozen = json.dumps(run["settings"], sort_keys=True, default=str)
+        groups[(run["model"], run["data"], run["method"], frozen)].append(run)
+    by_cell = defaultdict(list)
+    for key in groups:
+        by_cell[key[:3]].append(key)
+    named = {}
+    for cell, keys in by_cell.items():
+        settings = [groups[key][0]["settings"] for key in keys]
+        tuned = all(r["stage"] == "final" for key in keys for r in groups[key])
+        differing = sorted({k for s in settings for k in s if any(t.get(k) != s.get(k) for t in settings)})
+        if tuned and len(differing) > 1:
+            differing = [k for k in differing if k != "trainer.lr"]
+        for key, setting in zip(keys, settings):
+            variant = ", ".join(f"{k}={setting.get(k)}" for k in differing)
+            named[(*cell, variant)] = sorted(groups[key], key=lambda r: r["seed"])
+    return dict(sorted(named.items()))

@@ -1,0 +1,99 @@
+"""The machine side of a run: processes, devices, random states, the optimizer and compilation.
+
+Nothing here knows about models, data or methods beyond "parameters" and "a module".
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+
+import numpy as np
+import torch
+
+from ltune.errors import LtuneError
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch (or a plain run): the one process that writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def rng_states() -> dict:
+    return {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _numpy_state() -> list:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
+
+
+def restore_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LtuneError("trainer.device=cuda but no CUDA device is visible; use trainer.device=cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise LtuneError(f"unknown trainer.device '{name}'; valid: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def place(method, device: torch.device):
+    """Move the method to ``device``; a backbone that from_pretrained placed (device_map,
+    4/8-bit weights) stays where it is and only the method's own maps and head move."""
+    if not method.backbone.placed:
+        return method.to(device)
+    for name, child in method.named_children():
+        if name != "backbone":
+            child.to(device)
+    for name, param in list(method.named_parameters(recurse=False)):
+        param.data = param.data.to(device)
+    for name, buffer in list(method.named_buffers(recurse=False)):
+        setattr(method, name, buffer.to(device))
+    return method
+
+
+def build_optimizer(params: list, lr: float, weight_decay: float, fused="auto") -> torch.optim.AdamW:
+    """AdamW over the trainable parameters. ``fused``: True uses torch's single-kernel AdamW (CUDA
+    and CPU), False torch's default (multi-tensor on CUDA, a loop over parameters on CPU), "auto"
+    the fused kernel when the parameters are on CUDA and the default elsewhere."""
+    if fused == "auto":
+        fused = all(p.is_cuda for p in params)
+    if fused:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def compile_backbone(backbone) -> None:
+    """torch.compile the frozen model's forward in place (parameter names and checkpoints are
+    unchanged). The first steps of each new input shape pay the compilation."""
+    import torch._dynamo
+
+    # Methods run the model with and without a prefix cache, prompts and label batches: allow the
+    # recompilations those shapes need instead of silently falling back to eager.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    backbone.model.compile()

@@ -1,0 +1,160 @@
+"""``hydra/sweeper=ltune_tune``: a fair comparison as one sweep.
+
+1. Search: every cell of the grid (e.g. model x data x method) trains once per learning rate of
+   its method's own search space (``method.lr_search``: the same number of points for every
+   method) and per search seed.
+2. Select: per cell, the learning rate with the best mean held-out accuracy (the held-out slice
+   of the training split; dev is never read). Written to ``<sweep>/tuning.json`` and
+   ``tuning.md`` next to the results.
+3. Replicate: the chosen learning rate with every replicate seed.
+
+Job folders have fixed names (``search/<cell>_lr<lr>_s<seed>``, ``final/<cell>_s<seed>``), so
+running the same command into the same ``hydra.sweep.dir`` again skips finished jobs and resumes
+unfinished ones. Any launcher works (basic, joblib, submitit, SLURM).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig, OmegaConf
+
+#: The metric the search compares (held-out, from each run's metrics.json).
+SELECTION = "held-out accuracy (best evaluation of the run)"
+
+
+def cell_name(cell: Sequence[str]) -> str:
+    """A folder-safe name for a cell from its overrides: group choices by value, other keys as
+    key-value (e.g. minilm_sst2_l_prefix_z_input-states)."""
+    parts = []
+    for override in cell:
+        key, _, value = override.partition("=")
+        parts.append(value if "." not in key else f"{key.rsplit('.', 1)[-1]}-{value}")
+    return re.sub(r"[^A-Za-z0-9_.+-]", "-", "_".join(parts))
+
+
+def lr_text(lr: float) -> str:
+    return f"{lr:g}"
+
+
+@dataclasses.dataclass
+class Job:
+    cell: tuple
+    overrides: list
+    folder: str  # relative to the sweep folder
+
+    def metrics(self, sweep_dir: Path) -> dict | None:
+        path = sweep_dir / self.folder / "metrics.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+
+class TuneSweeper(Sweeper):
+    """The sweeper's logic (hydra_plugins.ltune_tune_sweeper registers it with Hydra)."""
+
+    def __init__(self, params=None, search_seeds=(0,), seeds=(1, 2, 3), search: bool = True):
+        self.params = dict(params or {})
+        self.search_seeds = list(search_seeds)
+        self.seeds = list(seeds)
+        self.search = search
+        self.config = self.launcher = self.config_loader = None
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        self.config = config
+        self.config_loader = hydra_context.config_loader
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    # -- the grid ------------------------------------------------------------------------------
+    def cells(self, arguments: List[str]) -> list[tuple]:
+        parser = OverridesParser.create()
+        given = parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        axes = []
+        for override in given:
+            key = override.get_key_element()
+            if override.is_sweep_override():
+                axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+            else:
+                axes.append([f"{key}={override.get_value_element_as_str()}"])
+        return list(itertools.product(*axes))
+
+    def job_config(self, cell: tuple) -> DictConfig:
+        return self.config_loader.load_sweep_config(self.config, list(cell))
+
+    def launch(self, jobs: list[Job], first_index: int) -> None:
+        if not jobs:
+            return
+        overrides = [[*job.overrides, f"hydra.sweep.subdir={job.folder}"] for job in jobs]
+        self.launcher.launch(overrides, initial_job_idx=first_index)
+
+    # -- the sweep -----------------------------------------------------------------------------
+    def sweep(self, arguments: List[str]) -> Any:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        cells = self.cells(arguments)
+        search_jobs, spaces = [], {}
+        for cell in cells:
+            cfg = self.job_config(cell)
+            spaces[cell] = [float(lr) for lr in cfg.method.lr_search] if self.search else [float(cfg.method.lr)]
+            if not self.search:
+                continue
+            for lr, seed in itertools.product(spaces[cell], self.search_seeds):
+                search_jobs.append(Job(cell, [*cell, f"trainer.lr={lr_text(lr)}", f"seed={seed}"],
+                                       f"search/{cell_name(cell)}_lr{lr_text(lr)}_s{seed}"))
+        self.launch(search_jobs, 0)
+        tuning = self.select(cells, spaces, search_jobs, sweep_dir)
+        final_jobs = [Job(cell, [*cell, f"trainer.lr={lr_text(tuning[cell]['chosen_lr'])}", f"seed={seed}"],
+                          f"final/{cell_name(cell)}_s{seed}")
+                      for cell in cells if tuning[cell]["chosen_lr"] is not None for seed in self.seeds]
+        self.launch(final_jobs, len(search_jobs))
+        return None
+
+    def select(self, cells, spaces, search_jobs: list[Job], sweep_dir: Path) -> dict:
+        """Per cell: the learning rate with the best mean held-out accuracy over the search seeds
+        (ties: the smaller learning rate). Written to tuning.json and tuning.md."""
+        tuning = {}
+        for cell in cells:
+            scores = {}
+            for lr in spaces[cell]:
+                found = [job.metrics(sweep_dir) for job in search_jobs
+                         if job.cell == cell and f"trainer.lr={lr_text(lr)}" in job.overrides]
+                accuracies = [m["selection"]["accuracy"] for m in found if m]
+                scores[lr] = statistics.fmean(accuracies) if accuracies else None
+            valid = {lr: s for lr, s in scores.items() if s is not None}
+            if not self.search:
+                chosen = spaces[cell][0]
+            else:
+                chosen = min(valid, key=lambda lr: (-valid[lr], lr)) if valid else None
+            tuning[cell] = {"cell": list(cell), "name": cell_name(cell), "search_space": spaces[cell],
+                            "heldout_accuracy": {lr_text(lr): s for lr, s in scores.items()},
+                            "chosen_lr": chosen, "search_seeds": self.search_seeds, "seeds": self.seeds,
+                            "searched": self.search}
+        write_tuning(sweep_dir, list(tuning.values()))
+        return tuning
+
+
+def write_tuning(sweep_dir: Path, entries: list[dict]) -> None:
+    from ltune.run_files import write_json, write_text
+
+    write_json(sweep_dir / "tuning.json", {"selection": SELECTION, "cells": entries})
+    lines = ["# Learning-rate search", "",
+             f"Chosen per cell by {SELECTION} on the held-out slice of the training split "
+             f"(mean over search seeds {entries[0]['search_seeds'] if entries else []}); dev is not read.", "",
+             "| cell | search space | held-out accuracy per lr | chosen lr |", "|---|---|---|---|"]
+    for e in entries:
+        scores = ", ".join(f"{lr}: {'failed' if s is None else f'{s:.3f}'}" for lr, s in e["heldout_accuracy"].items())
+        chosen = "–" if e["chosen_lr"] is None else lr_text(e["chosen_lr"])
+        lines.append(f"| {e['name']} | {', '.join(lr_text(x) for x in e['search_space'])} | {scores} | {chosen} |")
+    write_text(sweep_dir / "tuning.md", "\n".join(lines) + "\n")

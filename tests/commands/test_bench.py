@@ -1,0 +1,48 @@
+import json
+
+from ltune.commands.bench import bench_command as main, markdown, parse
+
+
+def test_bench_measures_every_requested_method(tmp_path):
+    folder = main(["steps=2", "warmup=1", "seq_len=8", "batch_size=2", "methods=prefix,l_prefix,l_prefix+reencode",
+                   f"out={tmp_path}"])
+    report = json.loads((folder / "bench.json").read_text())
+    assert [r["method"] for r in report["results"]] == ["prefix", "l_prefix", "l_prefix+reencode"]
+    for r in report["results"]:
+        assert r["step_seconds"] > 0 and r["eval_seconds_per_example"] > 0 and r["trainable_params"] > 0
+        assert r["step_time_vs_prefix"] > 0
+    assert report["results"][0]["step_time_vs_prefix"] == 1.0
+    assert "| l_prefix+reencode |" in (folder / "bench.md").read_text() == markdown(report) + "\n"
+
+
+def test_bench_rejects_unknown_options():
+    import pytest
+
+    from ltune.errors import LtuneError
+
+    with pytest.raises(LtuneError, match="bad bench option 'stepz=3'"):
+        parse(["stepz=3"])
+    with pytest.raises(LtuneError, match="bad bench option 'compile=yes'; valid: compile=true or compile=false"):
+        parse(["compile=yes"])
+
+
+def test_bench_records_the_speed_settings_it_ran_with(tmp_path):
+    folder = main(["steps=1", "warmup=1", "seq_len=8", "batch_size=2", "methods=prompt", "attn=eager", "fused=false",
+                   f"out={tmp_path}"])
+    report = json.loads((folder / "bench.json").read_text())
+    assert (report["attn_implementation"], report["fused_optimizer"], report["compile"]) == ("eager", False, False)
+    assert "attention eager, compile False, fused AdamW False" in (folder / "bench.md").read_text()
+
+
+def test_gpu_preset_shape_built_from_config_reports_model_flops_utilisation(tmp_path):
+    """The Llama-2-7B-shaped preset, shrunk here to run on a CPU: random weights, no download."""
+    shrink = ["model.random_init.num_hidden_layers=1", "model.random_init.hidden_size=64",
+              "model.random_init.intermediate_size=128", "model.random_init.num_attention_heads=4",
+              "model.random_init.num_key_value_heads=4", "model.dtype=float32"]
+    folder = main(["model=llama2_7b_random", *shrink, "steps=2", "warmup=1", "seq_len=8", "batch_size=2",
+                   "methods=prefix,l_prefix", "peak_tflops=0.5", f"out={tmp_path}"])
+    report = json.loads((folder / "bench.json").read_text())
+    assert report["peak_tflops"] == 0.5 and report["backbone_params"] > 32000 * 64
+    for r in report["results"]:
+        expected = 4 * report["backbone_params"] * 2 * 8 / r["step_seconds"] / 1e12
+        assert abs(r["model_tflops_per_second"] - expected) < 1e-9 and abs(r["mfu"] - expected / 0.5) < 1e-9

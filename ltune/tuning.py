@@ -32,14 +32,21 @@ from omegaconf import DictConfig, OmegaConf
 SELECTION = "held-out accuracy (best evaluation of the run)"
 
 
-def cell_name(cell: Sequence[str]) -> str:
-    """A folder-safe name for a cell from its overrides: group choices by value, other keys as
-    key-value (e.g. minilm_sst2_l_prefix_z_input-states)."""
+#: Config groups: a cell names its choice of these by value.
+GROUPS = ("model", "data", "method")
+
+
+def cell_name(cell: Sequence[str], varying: set[str] = frozenset()) -> str:
+    """A folder-safe name for a cell: its model, data and method choices by value, and the keys
+    that vary between cells as key-value (e.g. minilm_sst2_l_prefix_z_input-states)."""
     parts = []
     for override in cell:
         key, _, value = override.partition("=")
-        parts.append(value if "." not in key else f"{key.rsplit('.', 1)[-1]}-{value}")
-    return re.sub(r"[^A-Za-z0-9_.+-]", "-", "_".join(parts))
+        if key in GROUPS:
+            parts.append(value)
+        elif key in varying:
+            parts.append(f"{key.rsplit('.', 1)[-1]}-{value}")
+    return re.sub(r"[^A-Za-z0-9_.+-]", "-", "_".join(parts)) or "run"
 
 
 def lr_text(lr: float) -> str:
@@ -63,12 +70,15 @@ class Job:
 class TuneSweeper(Sweeper):
     """The sweeper's logic (hydra_plugins.ltune_tune_sweeper registers it with Hydra)."""
 
-    def __init__(self, params=None, search_seeds=(0,), seeds=(1, 2, 3), search: bool = True):
+    def __init__(self, params=None, search_seeds=(0,), seeds=(1, 2, 3), search: bool = True,
+                 reuse_search_runs: bool = False):
         self.params = dict(params or {})
         self.search_seeds = list(search_seeds)
         self.seeds = list(seeds)
         self.search = search
+        self.reuse_search_runs = reuse_search_runs
         self.config = self.launcher = self.config_loader = None
+        self.varying: set[str] = set()
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.config = config
@@ -87,7 +97,11 @@ class TuneSweeper(Sweeper):
                 axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
             else:
                 axes.append([f"{key}={override.get_value_element_as_str()}"])
+        self.varying = {axis[0].partition("=")[0] for axis in axes if len(axis) > 1}
         return list(itertools.product(*axes))
+
+    def name(self, cell: tuple) -> str:
+        return cell_name(cell, self.varying)
 
     def job_config(self, cell: tuple) -> DictConfig:
         return self.config_loader.load_sweep_config(self.config, list(cell))
@@ -112,12 +126,13 @@ class TuneSweeper(Sweeper):
                 continue
             for lr, seed in itertools.product(spaces[cell], self.search_seeds):
                 search_jobs.append(Job(cell, [*cell, f"trainer.lr={lr_text(lr)}", f"seed={seed}"],
-                                       f"search/{cell_name(cell)}_lr{lr_text(lr)}_s{seed}"))
+                                       f"search/{self.name(cell)}_lr{lr_text(lr)}_s{seed}"))
         self.launch(search_jobs, 0)
         tuning = self.select(cells, spaces, search_jobs, sweep_dir)
         final_jobs = [Job(cell, [*cell, f"trainer.lr={lr_text(tuning[cell]['chosen_lr'])}", f"seed={seed}"],
-                          f"final/{cell_name(cell)}_s{seed}")
-                      for cell in cells if tuning[cell]["chosen_lr"] is not None for seed in self.seeds]
+                          f"final/{self.name(cell)}_s{seed}")
+                      for cell in cells if tuning[cell]["chosen_lr"] is not None for seed in self.seeds
+                      if not (self.search and self.reuse_search_runs and seed in self.search_seeds)]
         self.launch(final_jobs, len(search_jobs))
         return None
 
@@ -137,10 +152,14 @@ class TuneSweeper(Sweeper):
                 chosen = spaces[cell][0]
             else:
                 chosen = min(valid, key=lambda lr: (-valid[lr], lr)) if valid else None
-            tuning[cell] = {"cell": list(cell), "name": cell_name(cell), "search_space": spaces[cell],
+            # A search run at the chosen lr with a replicate seed is that replicate (the same config):
+            # reused instead of trained again when reuse_search_runs is on.
+            reused = [f"search/{self.name(cell)}_lr{lr_text(chosen)}_s{seed}" for seed in self.seeds
+                      if self.search and self.reuse_search_runs and chosen is not None and seed in self.search_seeds]
+            tuning[cell] = {"cell": list(cell), "name": self.name(cell), "search_space": spaces[cell],
                             "heldout_accuracy": {lr_text(lr): s for lr, s in scores.items()},
                             "chosen_lr": chosen, "search_seeds": self.search_seeds, "seeds": self.seeds,
-                            "searched": self.search}
+                            "searched": self.search, "reused_runs": reused}
         write_tuning(sweep_dir, list(tuning.values()))
         return tuning
 
@@ -151,7 +170,9 @@ def write_tuning(sweep_dir: Path, entries: list[dict]) -> None:
     write_json(sweep_dir / "tuning.json", {"selection": SELECTION, "cells": entries})
     lines = ["# Learning-rate search", "",
              f"Chosen per cell by {SELECTION} on the held-out slice of the training split "
-             f"(mean over search seeds {entries[0]['search_seeds'] if entries else []}); dev is not read.", "",
+             f"(mean over search seeds {entries[0]['search_seeds'] if entries else []}); dev is not read."
+             + (" The search run at the chosen lr with a replicate seed is that replicate (reused, not retrained)."
+                if any(e["reused_runs"] for e in entries) else ""), "",
              "| cell | search space | held-out accuracy per lr | chosen lr |", "|---|---|---|---|"]
     for e in entries:
         scores = ", ".join(f"{lr}: {'failed' if s is None else f'{s:.3f}'}" for lr, s in e["heldout_accuracy"].items())

@@ -27,6 +27,9 @@ class TuneSweeperConf:
     seeds: List[int] = dataclasses.field(default_factory=lambda: [1, 2, 3])
     #: Skip the search and use the method's own lr (method.lr) for the final runs.
     search: bool = True
+    #: A search run at the chosen lr whose seed is also a replicate seed is that replicate: reuse
+    #: it instead of training the same config again (saves one run per cell).
+    reuse_search_runs: bool = False
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="ltune_tune", node=TuneSweeperConf, provider="ltune")

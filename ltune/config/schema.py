@@ -87,6 +87,9 @@ class DataConfig:
     metrics: List[str] = dataclasses.field(default_factory=lambda: ["accuracy"])
     max_train_samples: Optional[int] = None  # seeded caps
     max_eval_samples: Optional[int] = None
+    #: The seed of the dev cap's sample (not the run's seed): every seed replicate and every method
+    #: is scored on the same dev examples, so runs can be compared pair by pair.
+    eval_sample_seed: int = 0
     heldout_fraction: float = 0.1  # model selection uses this seeded slice of the training split
     max_heldout_samples: int = 500
 

@@ -1,8 +1,10 @@
 """Classification tasks: loading (GLUE TSV folders, the hub, local files, the embedded demo),
 the seeded held-out split used for model selection, and the seeded caps.
 
-Every split's sample depends only on the seed and that split: changing the training cap never
-changes which held-out or dev examples are scored.
+Every split's sample depends only on a seed and that split: changing the training cap never
+changes which held-out or dev examples are scored. The held-out slice and the training cap follow
+the run's seed; the dev cap follows data.eval_sample_seed, so that seed replicates (and every
+method) are scored on the same dev examples.
 """
 
 from __future__ import annotations
@@ -212,7 +214,7 @@ def load_task(cfg, seed: int) -> Task:
         )
     heldout = [train[i] for i in order[:heldout_size]]
     train = _sample([train[i] for i in order[heldout_size:]], cfg.get("max_train_samples"), split_rng(seed, "train"))
-    dev = _sample(dev, cfg.get("max_eval_samples"), split_rng(seed, cfg.eval_split))
+    dev = _sample(dev, cfg.get("max_eval_samples"), split_rng(cfg.get("eval_sample_seed", 0), cfg.eval_split))
     return Task(
         name=cfg.name,
         label_names=[str(n) for n in cfg.label_names],

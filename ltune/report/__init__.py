@@ -276,6 +276,22 @@ def tuning_section(folder: Path) -> list[str]:
     return ["", path.read_text().replace("# Learning-rate search", "## Learning-rate search (held-out)").strip()]
 
 
+def reused_as_final(folder: Path, run: Path) -> bool:
+    """Whether a tuning sweep (tuning.json above ``run``) counts this search run as a replicate."""
+    for sweep in [run.parent.parent, *run.parents]:
+        path = sweep / "tuning.json"
+        if path.is_file():
+            try:
+                cells = json.loads(path.read_text())["cells"]
+            except (ValueError, KeyError):
+                return False
+            relative = str(run.relative_to(sweep))
+            return any(relative in cell.get("reused_runs", []) for cell in cells)
+        if sweep == folder:
+            break
+    return False
+
+
 def _csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
     fields = list(dict.fromkeys(k for r in rows for k in r))
@@ -290,6 +306,9 @@ def report(folder: Path) -> Path:
     if not folder.is_dir():
         raise LtuneError(f"{folder} is not a folder; give a sweep folder or outputs/")
     finished, problems = collect(folder)
+    for run in finished:  # a search run a tuning sweep reused as a replicate is a final run
+        if run["stage"] == "search" and reused_as_final(folder, Path(run["run_dir"])):
+            run["stage"] = "final"
     searched = [r for r in finished if r["stage"] == "search"]
     finished = [r for r in finished if r["stage"] != "search"]
     if not finished:

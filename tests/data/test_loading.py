@@ -39,6 +39,8 @@ def test_heldout_is_disjoint_seeded_and_caps_are_seeded(glue):
     a, b, c = load_task(cfg, seed=1), load_task(cfg, seed=1), load_task(cfg, seed=2)
     assert a.train == b.train and a.heldout == b.heldout and a.dev == b.dev
     assert a.heldout != c.heldout
+    assert a.dev == c.dev  # seed replicates are scored on the same dev examples (data.eval_sample_seed)
+    assert load_task(data_cfg("rte", glue_dir=str(glue), max_eval_samples=50, eval_sample_seed=7), seed=1).dev != a.dev
     assert len(a.train) == 100 and len(a.dev) == 50
     train_ids = {e.id for e in a.train}
     assert not any(e.id in train_ids for e in a.heldout)  # (RTE's train file repeats some pairs: compare rows)

@@ -10,7 +10,7 @@ STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test train wheel-smoke test-floor gpu-wheels reproduce-offline reproduce-smollm2 reproduce-ablations reproduce-paper
+.PHONY: install lock test train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,11 @@ test-floor:
 
 # Wheels for a GPU host without network (CPython 3.12, manylinux x86_64): see README.
 gpu-wheels:
-	bash scripts/gpu_wheels.sh
+	bash scripts/gpu_wheels.sh 3.12
+
+# That host's path, proven here: host-like venv + the cp311 wheels + scripts/gpu_bench.sh (SHRINK=1).
+gpu-offline-check:
+	bash scripts/gpu_offline_check.sh $(PYTHON)
 
 # The tuned, replicated comparison on minilm: CoLA/RTE/SST-2 x 4 methods, lr searched on held-out,
 # 3 seeds, from a local GLUE folder; then the report. Re-running with the same SWEEP resumes.
@@ -60,17 +64,30 @@ reproduce-offline:
 	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table hydra.sweep.dir=$(SWEEP)
 	$(BIN)/ltune report $(SWEEP)
 
+# LoRA, the reference point, tuned the same way (its rows join the table's folder's report).
+reproduce-offline-lora:
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table method=peft_lora \
+	  hydra.sweep.dir=$(SWEEP)/lora
+	$(BIN)/ltune report $(SWEEP)
+
 SMOLLM2_SWEEP ?= $(OUTPUTS)/experiments/offline_table_smollm2
 reproduce-smollm2:
 	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (CoLA/, RTE/, SST-2/)" >&2; exit 2; }
 	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2 hydra.sweep.dir=$(SMOLLM2_SWEEP)
 	$(BIN)/ltune report $(SMOLLM2_SWEEP)
 
+# Each L-method ablation of docs/findings.md as its own tuned sweep (RTE, SST-2; 3 seeds); the report
+# over the experiments folder pairs each with the paper-default runs of reproduce-offline.
 ABLATION_SWEEP ?= $(OUTPUTS)/experiments/ablations
+ABLATIONS ?= z_states:method=l_prefix,method.z_input=states raw_scores:method=l_prefix,method.pool_softmax=false \
+  label_length_10:method=l_prefix,method.label_length=10 head_bias:method=l_prefix,method.head_bias=true \
+  prompt_init_random:method=l_prompt,method.init=random
 reproduce-ablations:
 	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (CoLA/, RTE/, SST-2/)" >&2; exit 2; }
-	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=ablations hydra.sweep.dir=$(ABLATION_SWEEP)
-	$(BIN)/ltune report $(ABLATION_SWEEP)
+	for spec in $(ABLATIONS); do name=$${spec%%:*}; overrides=$$(echo $${spec#*:} | tr ',' ' '); \
+	  HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=ablations $$overrides \
+	    hydra.sweep.dir=$(ABLATION_SWEEP)/$$name || exit 1; done
+	$(BIN)/ltune report $(dir $(ABLATION_SWEEP))
 
 # The paper's Table 1 (6 models x 3 tasks x 4 methods x 3 seeds): needs the hub and a GPU, checked first.
 reproduce-paper:

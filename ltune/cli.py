@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     except LtuneError as err:
         print(f"ltune: {err}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:
+        # The reader went away (ltune predict ... | head): stop quietly, as other shell tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ PARAMS = "trainable.safetensors"
 CHECKPOINT = "checkpoint.pt"
 PREDICTIONS = "predictions.jsonl"
 FAILED = "failed.json"
+LOCK = ".lock"
 
 
 def _umask() -> int:
@@ -106,3 +107,62 @@ def truncate_log(path: Path, step: int) -> None:
     if path.is_file():
         lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
         write_text(path, "".join(line + "\n" for line in lines))
+
+
+class RunLock:
+    """An exclusive lock on a run folder while a process trains it (``flock`` on ``.lock``; the
+    kernel releases it when the process ends, however it ends). A second process that tries to
+    train the same folder gets one line naming the holder."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self.handle = None
+
+    @staticmethod
+    def holder(run_dir: Path) -> str | None:
+        """Who holds the lock on ``run_dir`` ("pid N on host H since T"), or None when it is free."""
+        import fcntl
+
+        path = Path(run_dir) / LOCK
+        if not path.is_file():
+            return None
+        with path.open("r+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return handle.read().strip() or "another process"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+        import socket
+        import time
+
+        from ltune.errors import LtuneError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.path.open("a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            self.handle = None
+            raise LtuneError(f"run folder {self.path.parent} is being trained by {holder}; wait for it to "
+                             f"finish (or stop it) before resuming it") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self.handle is not None:
+            self.path.unlink(missing_ok=True)
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None

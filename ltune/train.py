@@ -451,16 +451,20 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None, resume: bool
     With ``resume``, continue from ``run_dir``'s checkpoint. ``cfg`` has been validated (the
     commands check it against the schema before anything runs)."""
     main = is_main_process()
-    if main:
-        prepare_run_dir(run_dir)
-    tracker = make_logger(cfg, run_dir, group) if main else NoLogger()
-    failed = True
-    try:
-        metrics = _run(cfg, run_dir, tracker, resume)
-        failed = False
-        return metrics
-    finally:
-        tracker.finish(failed=failed)
+    if not main:
+        return _run(cfg, run_dir, NoLogger(), resume)
+    prepare_run_dir(run_dir)
+    with run_files.RunLock(run_dir):  # a second process on this folder stops with one line
+        if not resume and (run_dir / run_files.CHECKPOINT).exists():
+            raise LtuneError(f"run folder {run_dir} holds an unfinished run; continue it with resume={run_dir}")
+        tracker = make_logger(cfg, run_dir, group)
+        failed = True
+        try:
+            metrics = _run(cfg, run_dir, tracker, resume)
+            failed = False
+            return metrics
+        finally:
+            tracker.finish(failed=failed)
 
 
 def _run(cfg: DictConfig, run_dir: Path, tracker, resume: bool) -> dict:

@@ -71,12 +71,13 @@ class TuneSweeper(Sweeper):
     """The sweeper's logic (hydra_plugins.ltune_tune_sweeper registers it with Hydra)."""
 
     def __init__(self, params=None, search_seeds=(0,), seeds=(1, 2, 3), search: bool = True,
-                 reuse_search_runs: bool = False):
+                 reuse_search_runs: bool = False, lr_search=None):
         self.params = dict(params or {})
         self.search_seeds = list(search_seeds)
         self.seeds = list(seeds)
         self.search = search
         self.reuse_search_runs = reuse_search_runs
+        self.lr_search = dict(lr_search or {})
         self.config = self.launcher = self.config_loader = None
         self.varying: set[str] = set()
 
@@ -90,13 +91,14 @@ class TuneSweeper(Sweeper):
     def cells(self, arguments: List[str]) -> list[tuple]:
         parser = OverridesParser.create()
         given = parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
-        axes = []
+        by_key = {}  # the command line replaces the sweeper's params for the same key
         for override in given:
             key = override.get_key_element()
             if override.is_sweep_override():
-                axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+                by_key[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
             else:
-                axes.append([f"{key}={override.get_value_element_as_str()}"])
+                by_key[key] = [f"{key}={override.get_value_element_as_str()}"]
+        axes = list(by_key.values())
         self.varying = {axis[0].partition("=")[0] for axis in axes if len(axis) > 1}
         return list(itertools.product(*axes))
 
@@ -121,7 +123,8 @@ class TuneSweeper(Sweeper):
         search_jobs, spaces = [], {}
         for cell in cells:
             cfg = self.job_config(cell)
-            spaces[cell] = [float(lr) for lr in cfg.method.lr_search] if self.search else [float(cfg.method.lr)]
+            space = (self.lr_search or {}).get(str(cfg.method.name), cfg.method.lr_search)
+            spaces[cell] = [float(lr) for lr in space] if self.search else [float(cfg.method.lr)]
             if not self.search:
                 continue
             for lr, seed in itertools.product(spaces[cell], self.search_seeds):

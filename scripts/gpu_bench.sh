@@ -1,21 +1,47 @@
 #!/usr/bin/env bash
-# The GPU preset of `ltune bench`: Llama-2-7B's shape with random weights (no download), bf16,
-# batch 8 x 256 tokens, run once per speed setting (four runs) so docs/benchmarks.md can say which setting
-# helped by how much. Every run writes bench.json/bench.md under $OUT (default outputs/bench_gpu).
-#   bash scripts/gpu_bench.sh            # needs one CUDA GPU with >= 40 GB (7B bf16 weights ~13 GiB)
+# The GPU benchmark in one call, on a host without network (see README, "A GPU host without network"):
+# installs the wheels of scripts/gpu_wheels.sh into a temporary folder (no venv), puts ltune on
+# PYTHONPATH and runs, writing everything under $OUT:
+#   1-4. Llama-2-7B's shape with random weights, bf16, batch 8 x 256: one speed setting changed per run
+#        (eager attention + default AdamW; + SDPA; + fused AdamW; + torch.compile), MFU per method;
+#   5-6. a 4-bit (NF4) and an 8-bit load of a random Llama (1.1B shape, saved to a temporary folder) and
+#        one training step of each method on it.
+#   WHEELS=gpu-wheels-cp312 OUT=gpu-bench bash scripts/gpu_bench.sh
+# SHRINK=1 runs the same path with a tiny model shape and no quantisation (the CPU check of this path).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-LTUNE="${LTUNE:-.venv/bin/ltune}"
-OUT="${OUT:-outputs/bench_gpu}"
-COMMON=(model=llama2_7b_random precision=bf16 batch_size=8 seq_len=256 steps=20 warmup=5 "out=$OUT")
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+WHEELS=${WHEELS:-$REPO/gpu-wheels-cp312}
+OUT=${OUT:-$REPO/outputs/gpu_bench_$(date +%Y-%m-%d_%H-%M-%S)}
+SITE=$(mktemp -d)/site
+trap 'rm -rf "$(dirname "$SITE")"' EXIT
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_bench.log") 2>&1
+"$PYTHON" -m pip install -q --no-index --no-deps --target "$SITE" "$WHEELS"/*.whl
+export PYTHONPATH="$SITE:$REPO" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+"$PYTHON" -m ltune.cli --version
+if [ "${SHRINK:-0}" = 1 ]; then
+  SHAPE=(model.random_init.num_hidden_layers=2 model.random_init.hidden_size=64 model.random_init.intermediate_size=128
+         model.random_init.num_attention_heads=4 model.random_init.num_key_value_heads=4 model.random_init.vocab_size=32000)
+  COMMON=(model=llama2_7b_random "${SHAPE[@]}" precision=bf16 batch_size=2 seq_len=16 steps=2 warmup=1 "out=$OUT/bench")
+  SETTINGS=("attn=eager fused=false" "attn=sdpa fused=false")
+else
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.csv"
+  COMMON=(model=llama2_7b_random precision=bf16 batch_size=8 seq_len=256 steps=20 warmup=5 "out=$OUT/bench")
+  SETTINGS=("attn=eager fused=false" "attn=sdpa fused=false" "attn=sdpa fused=true" "attn=sdpa fused=true compile=true")
+fi
 METHODS="methods=${METHODS:-prefix,l_prefix,prompt,l_prompt,peft_prompt}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-# One setting changes per run, so each difference is that setting's effect.
-# 1. HF eager attention, torch's default AdamW (multi-tensor): the baseline
-"$LTUNE" bench "${COMMON[@]}" "$METHODS" attn=eager fused=false
-# 2. + SDPA attention (flash / memory-efficient kernels)
-"$LTUNE" bench "${COMMON[@]}" "$METHODS" attn=sdpa fused=false
-# 3. + the fused AdamW kernel
-"$LTUNE" bench "${COMMON[@]}" "$METHODS" attn=sdpa fused=true
-# 4. + torch.compile of the frozen backbone
-"$LTUNE" bench "${COMMON[@]}" "$METHODS" attn=sdpa fused=true compile=true
+for setting in "${SETTINGS[@]}"; do
+  # shellcheck disable=SC2086
+  "$PYTHON" -m ltune.cli bench "${COMMON[@]}" "$METHODS" $setting
+done
+if [ "${SHRINK:-0}" != 1 ]; then
+  MODEL_DIR=$(dirname "$SITE")/llama_1b
+  "$PYTHON" "$REPO/scripts/save_random_llama.py" "$MODEL_DIR"
+  for bits in 4bit 8bit; do
+    "$PYTHON" -m ltune.cli bench model=llama2_7b_random model.random_init=null model.package=null "model.path=$MODEL_DIR" \
+      model.quantization=$bits precision=bf16 batch_size=8 seq_len=256 steps=1 warmup=1 "out=$OUT/quant_$bits" \
+      methods=prefix,l_prefix,prompt,l_prompt
+  done
+fi
+echo "gpu-bench: everything is in $OUT"

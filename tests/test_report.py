@@ -98,7 +98,7 @@ def test_paired_twins_on_the_same_examples(tmp_path):
     rows = [dict(zip(header, line.split(","))) for line in paired[1:]]
     twin = next(r for r in rows if r["b"] == "prefix")
     assert float(twin["delta"]) == pytest.approx(0.10) and float(twin["ci_low"]) > 0 and float(twin["p_value"]) < 0.01
-    ablation = next(r for r in rows if r["kind"] == "ablation vs paper default")
+    ablation = next(r for r in rows if r["kind"].startswith("method.z_input changed"))
     assert ablation["a"] == "l_prefix [method.z_input=states]" and ablation["b"] == "l_prefix [method.z_input=pooling]"
     assert float(ablation["delta"]) == 0.0 and len(rows) == 2
     assert (tmp_path / "paired_differences.png").read_bytes()[:4] == b"\x89PNG"

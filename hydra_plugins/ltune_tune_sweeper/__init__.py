@@ -30,6 +30,9 @@ class TuneSweeperConf:
     #: A search run at the chosen lr whose seed is also a replicate seed is that replicate: reuse
     #: it instead of training the same config again (saves one run per cell).
     reuse_search_runs: bool = False
+    #: {method name: [lr, ...]}: a smaller (or other) search space than the method's own
+    #: method.lr_search, for every method alike (e.g. a costly model).
+    lr_search: Optional[Any] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="ltune_tune", node=TuneSweeperConf, provider="ltune")

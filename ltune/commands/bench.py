@@ -8,6 +8,7 @@ evaluation time is per example with all K labels scored (batched, not one label 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import statistics
@@ -26,7 +27,8 @@ BENCH_METHODS = [
     ("prompt", {}),
     ("l_prompt", {}),
     ("l_prompt+reencode", {"reencode_labels": True}),
-    ("peft_prompt", {}),  # peft's PromptTuning wraps the shared model without changing its layers
+    ("peft_prompt", {}),
+    ("peft_lora", {}),  # adapts the model's layers: it gets a copy of the backbone of its own
 ]
 DEFAULTS = {"model": "minilm", "data": "sst2", "batch_size": "16", "seq_len": "128", "steps": "20", "warmup": "3",
             "precision": "fp32", "device": "auto", "compile": "false", "fused": "auto", "attn": "",
@@ -116,44 +118,27 @@ def _scores(timings: MethodTimings, batch, device, precision) -> None:
         timings.method.label_scores(batch)
 
 
-def run(options: dict[str, str]) -> dict:
-    from ltune.backbone import load_backbone
-    from ltune.config import compose
-    from ltune.methods import build_method
-    from ltune.runtime import build_optimizer, compile_backbone, pick_device
+def build_runs(wanted: list[str], backbone, label_texts: list[str], device, fused) -> list[MethodTimings]:
+    """Every wanted method, built once on the shared backbone (a method that changes the model's
+    layers gets a copy of its own), each with its own optimizer."""
+    from ltune.methods import METHODS, build_method
+    from ltune.runtime import build_optimizer, place
 
-    attention = [f"model.attn_implementation={options['attn']}"] if options["attn"] else []
-    cfg = compose([f"model={options['model']}", f"data={options['data']}",
-                          f"model.max_length={options['seq_len']}", *attention, *options["model_overrides"]])
-    device = pick_device(options["device"])
-    size, length = int(options["batch_size"]), int(options["seq_len"])
-    steps, warmup, precision = int(options["steps"]), int(options["warmup"]), options["precision"]
-    wanted = [m for m in options["methods"].split(",") if m] or [name for name, _ in BENCH_METHODS]
-    backbone = load_backbone(cfg.model, device)
-    backbone.to(device)
-    backbone_memory = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    compiled = options["compile"] == "true"
-    fused = {"auto": "auto", "true": True, "false": False}[options["fused"]]
-    if compiled:
-        compile_backbone(backbone)
-    backbone_params = sum(p.numel() for p in backbone.model.parameters())
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = float(options["peak_tflops"]) if options["peak_tflops"] else next(
-        (v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
-    label_texts = list(cfg.data.label_texts)
-    generator = torch.Generator().manual_seed(0)
-    batch = {k: v.to(device) for k, v in _synthetic_batch(backbone, size, length, len(label_texts), generator).items()}
-    # Every method is built once, then the steps are interleaved round by round (one step of each
-    # method per round), so a slow drift of the machine (clocks, other load) hits all methods alike.
     runs = []
     for name, overrides in BENCH_METHODS:
         if name not in wanted:
             continue
-        method_cfg = {**cfg_method_defaults(name.split("+")[0]), **overrides}
-        method = build_method(method_cfg, backbone, label_texts).to(device)
+        base = name.split("+")[0]
+        own = copy.deepcopy(backbone) if METHODS[base].model.modifies_backbone else backbone
+        method = place(build_method({**cfg_method_defaults(base), **overrides}, own, label_texts), device)
         params = [p for p in method.parameters() if p.requires_grad]
-        optimizer = build_optimizer(params, lr=1e-4, weight_decay=0.0, fused=fused)
-        runs.append(MethodTimings(name, method, params, optimizer))
+        runs.append(MethodTimings(name, method, params, build_optimizer(params, lr=1e-4, weight_decay=0.0, fused=fused)))
+    return runs
+
+
+def measure(runs: list[MethodTimings], batch: dict, device, precision: str, steps: int, warmup: int) -> None:
+    """Training steps interleaved round by round (one step of each method per round), so a slow
+    drift of the machine (clocks, other load) hits all methods alike; then scoring passes."""
     progress = tqdm(total=(warmup + steps + max(2, steps // 4) + 1) * len(runs), desc="ltune bench", unit="step")
     for step in range(warmup + steps):
         for timings in runs:
@@ -171,6 +156,9 @@ def run(options: dict[str, str]) -> dict:
                     timings.eval_times.append(seconds)
                 progress.update(1)
     progress.close()
+
+
+def summarise(runs: list[MethodTimings], backbone_params: int, size: int, length: int, peak, device) -> list[dict]:
     results = []
     for timings in runs:
         step_time = statistics.median(timings.step_times)
@@ -191,11 +179,42 @@ def run(options: dict[str, str]) -> dict:
         print(f"ltune bench: {timings.name}: {step_time * 1000:.1f} ms/step", flush=True)
     by_name = {r["method"]: r for r in results}
     for r in results:
-        reference = "prefix" if "prefix" in r["method"] else "prompt"
+        reference = "prefix" if "prefix" in r["method"] else ("prompt" if "prompt" in r["method"] else None)
         if reference in by_name:
             r[f"step_time_vs_{reference}"] = r["step_seconds"] / by_name[reference]["step_seconds"]
     if "prompt" in by_name and "peft_prompt" in by_name:
         by_name["prompt"]["step_time_vs_peft_prompt"] = by_name["prompt"]["step_seconds"] / by_name["peft_prompt"]["step_seconds"]
+    return results
+
+
+def run(options: dict[str, str]) -> dict:
+    from ltune.backbone import load_backbone
+    from ltune.config import compose
+    from ltune.runtime import compile_backbone, pick_device
+
+    attention = [f"model.attn_implementation={options['attn']}"] if options["attn"] else []
+    cfg = compose([f"model={options['model']}", f"data={options['data']}",
+                   f"model.max_length={options['seq_len']}", *attention, *options["model_overrides"]])
+    device = pick_device(options["device"])
+    size, length = int(options["batch_size"]), int(options["seq_len"])
+    steps, warmup, precision = int(options["steps"]), int(options["warmup"]), options["precision"]
+    wanted = [m for m in options["methods"].split(",") if m] or [name for name, _ in BENCH_METHODS]
+    backbone = load_backbone(cfg.model, device)
+    if not backbone.placed:
+        backbone.to(device)
+    backbone_memory = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    compiled = options["compile"] == "true"
+    if compiled:
+        compile_backbone(backbone)
+    backbone_params = sum(p.numel() for p in backbone.model.parameters())
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = float(options["peak_tflops"]) if options["peak_tflops"] else next(
+        (v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
+    label_texts = list(cfg.data.label_texts)
+    batch = {k: v.to(device) for k, v in
+             _synthetic_batch(backbone, size, length, len(label_texts), torch.Generator().manual_seed(0)).items()}
+    runs = build_runs(wanted, backbone, label_texts, device, {"auto": "auto", "true": True, "false": False}[options["fused"]])
+    measure(runs, batch, device, precision, steps, warmup)
     return {
         "model": options["model"], "device": str(device),
         "device_name": device_name, "backbone_params": backbone_params, "peak_tflops": peak,
@@ -203,7 +222,8 @@ def run(options: dict[str, str]) -> dict:
         "precision": precision, "compile": compiled, "backbone_memory_mb": backbone_memory,
         "fused_optimizer": runs[0].optimizer.defaults["fused"] is True if runs else None,
         "attn_implementation": backbone.model.config._attn_implementation, "steps": steps, "warmup": warmup,
-        "torch": torch.__version__, "results": results,
+        "torch": torch.__version__, "quantization": str(cfg.model.quantization),
+        "results": summarise(runs, backbone_params, size, length, peak, device),
     }
 
 

@@ -55,8 +55,9 @@ def train_task(cfg) -> dict | None:
             print(f"ltune: {run_dir} already finished; skipped", flush=True)
             return done
         (run_dir / run_files.FAILED).unlink(missing_ok=True)
-        resume = resume or unfinished_run_of(cfg, run_dir)
     try:
+        if multirun and not resume:
+            resume = unfinished_run_of(cfg, run_dir)
         if resume:  # the run continues with the config it started with
             cfg = configs.load_run_config(run_dir / run_files.CONFIG)
         configs.validate(cfg)
@@ -87,6 +88,11 @@ def train_task(cfg) -> dict | None:
     return metrics
 
 
+#: Settings that never change a run's numbers: a run is resumed whatever their values
+#: (a sweep moved with its output root, or run again with another LTUNE_OUTPUT_DIR).
+RESULT_FREE_KEYS = ("resume", "output_root")
+
+
 def unfinished_run_of(cfg, run_dir: Path) -> bool:
     """Whether ``run_dir`` holds an unfinished run (a checkpoint) of this very config."""
     if not (run_dir / run_files.CHECKPOINT).is_file() or not (run_dir / run_files.CONFIG).is_file():
@@ -95,7 +101,7 @@ def unfinished_run_of(cfg, run_dir: Path) -> bool:
 
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / run_files.CONFIG), resolve=True)
     wanted = OmegaConf.to_container(cfg, resolve=True)
-    if not configs.same_settings(saved, wanted, skip=("resume",)):
+    if not configs.same_settings(saved, wanted, skip=RESULT_FREE_KEYS):
         raise LtuneError(f"{run_dir} holds an unfinished run of another config; give the sweep another "
                          f"hydra.sweep.dir or remove that folder")
     return True
@@ -149,13 +155,22 @@ def resume_overrides(args: list[str]) -> list[str]:
         if folder is None:
             print("ltune: resume=auto found no unfinished run of this config; starting a new run", file=sys.stderr)
             return ["resume=null"]
+        check_not_training(folder)
         return [f"resume={folder}", f"hydra.run.dir={folder}"]
     folder = Path(str(values[0]))
+    check_not_training(folder)
     if (folder / run_files.METRICS).is_file():
         raise LtuneError(f"resume={folder}: that run already finished (metrics.json); it is never overwritten")
     if not (folder / run_files.CONFIG).is_file() or not (folder / run_files.CHECKPOINT).is_file():
         raise LtuneError(f"resume={folder} is not an unfinished ltune run (it needs config.yaml and checkpoint.pt)")
     return [f"hydra.run.dir={folder}"]
+
+
+def check_not_training(folder: Path) -> None:
+    holder = run_files.RunLock.holder(folder)
+    if holder:
+        raise LtuneError(f"run folder {folder} is being trained by {holder}; wait for it to finish (or stop it) "
+                         f"before resuming it")
 
 
 def newest_unfinished_run(overrides: list[str], extra_dirs: list[Path]) -> Path | None:
@@ -171,6 +186,6 @@ def newest_unfinished_run(overrides: list[str], extra_dirs: list[Path]) -> Path 
         if (folder / run_files.METRICS).exists() or not (folder / run_files.CONFIG).exists():
             continue
         saved = OmegaConf.to_container(OmegaConf.load(folder / run_files.CONFIG), resolve=True)
-        if configs.same_settings(saved, wanted, skip=("resume",)):
+        if configs.same_settings(saved, wanted, skip=RESULT_FREE_KEYS):
             candidates.append(folder)
     return max(candidates, key=lambda f: f.stat().st_mtime) if candidates else None

@@ -57,13 +57,27 @@ class PredictOptions:
     device: Optional[Device] = None
 
 
+class ExplainFormat(Choice):
+    png = "png"  # scores, highlighted text, L-prefix pooling weights
+    html = "html"  # a self-contained page with the highlighted text
+    jsonl = "jsonl"  # one record per text and label (for many texts from a file)
+
+
+class ExplainLabels(Choice):
+    predicted = "predicted"
+    all = "all"
+
+
 @dataclasses.dataclass
 class ExplainOptions:
     run: str = MISSING
     text: Optional[str] = None
     text_pair: Optional[str] = None
-    out: Optional[str] = None  # the PNG; default <outputs>/explain/<run>/...
-    precision: Optional[Precision] = None
+    file: Optional[str] = None  # many texts: .txt (a text a line), .jsonl or .csv
+    format: ExplainFormat = ExplainFormat.png
+    labels: ExplainLabels = ExplainLabels.predicted  # explain the predicted label, or every label
+    steps: int = 32  # integration steps of integrated gradients
+    out: Optional[str] = None  # default <outputs>/explain/<run>/<time>.<format>
     device: Optional[Device] = None
 
 
@@ -130,8 +144,17 @@ def load_run(run_dir: Path, label_texts: list[str] | None = None, device: str | 
     params, config = run_dir / run_files.PARAMS, run_dir / run_files.CONFIG
     if not config.is_file() or not params.is_file():
         raise LtuneError(f"{run_dir} holds no trained parameters ({run_files.PARAMS}); give a finished run folder")
-    cfg = OmegaConf.load(config)
-    state = load_file(params)
+    try:
+        cfg = OmegaConf.load(config)
+        cfg.method.name, cfg.data.label_texts, cfg.model.name  # noqa: B018  (the keys a run folder must have)
+    except Exception as err:  # truncated or edited YAML
+        raise LtuneError(f"{config} is not a readable ltune run config ({type(err).__name__}); "
+                         f"restore it or retrain the run") from None
+    try:
+        state = load_file(params)
+    except Exception as err:  # safetensors raises its own error types for a cut file
+        raise LtuneError(f"{params} is not a readable safetensors file ({str(err).splitlines()[0][:80]}); "
+                         f"the file is damaged: restore it or retrain the run") from None
     method_cfg = OmegaConf.to_container(cfg.method)
     if label_texts is not None:
         entry = METHODS.get(cfg.method.name)
@@ -201,12 +224,14 @@ def eval_command(args: list[str]) -> dict:
     return result
 
 
-def read_texts(options: PredictOptions, fields: list[str]) -> list[tuple[str, ...]]:
+def read_texts(options, fields: list[str]) -> list[tuple[str, ...]]:
     """Texts from text= arguments, a txt/jsonl/csv file, or stdin (one text per line)."""
     from ltune.data.files import check_file, read_rows
 
     if options.text:
-        rows = [(t,) for t in options.text]
+        given = [options.text] if isinstance(options.text, str) else options.text
+        pair = getattr(options, "text_pair", None)
+        rows = [(t, pair) if pair else (t,) for t in given]
     elif options.file:
         path = check_file(Path(options.file), "file")
         suffix = path.suffix.lower()
@@ -292,15 +317,20 @@ def print_table(results: list[dict], names: list[str]) -> None:
         print(f"{text:<{width}}  {label:<{label_width}}  " + "  ".join(f"{r['scores'][n]:>{column}.4f}" for n in names))
 
 
-@torch.no_grad()
 def explain_command(args: list[str]) -> Path:
-    """Per-label scores of one text; for L-prefix also F's pooling weights over each label's tokens."""
+    """Every label's score and token attributions for one text (or every text of a file)."""
     from ltune.explain import explain
 
     options = parse_options(args, ExplainOptions)
-    if not options.text:
-        raise LtuneError("give the text to explain: text='...' (and text_pair='...' for sentence-pair data)")
+    if not options.text and not options.file:
+        raise LtuneError("give the text to explain: text='...' (and text_pair='...' for sentence-pair data), "
+                         "or file=<texts>")
+    if options.steps < 2:
+        raise LtuneError(f"steps must be at least 2, got {options.steps}")
     cfg, method = load_run(Path(options.run), device=options.device)
+    texts = read_texts(options, list(cfg.data.text_fields))
+    if len(texts) > 1 and options.format == "png":
+        raise LtuneError(f"{len(texts)} texts: give format=jsonl or format=html for more than one text")
     out = Path(options.out) if options.out else (
-        outputs_folder() / "explain" / Path(options.run).resolve().name / f"{time.strftime('%Y%m%d-%H%M%S')}.png")
-    return explain(cfg, method, options, out)
+        outputs_folder() / "explain" / Path(options.run).resolve().name / f"{time.strftime('%Y%m%d-%H%M%S')}.{options.format}")
+    return explain(cfg, method, texts, options, out)

@@ -139,9 +139,15 @@ def check_run_configs(args: list[str]) -> None:
     value out of range is one line."""
     from ltune.config.schema import validate
 
+    from ltune.backbone import resolve_model_source
+    from ltune.data import check_sources
+
     extra_dirs = extra_config_dirs(args)
     for overrides in sweep_combinations(args):
-        validate(compose_checked(overrides, extra_dirs))
+        cfg = compose_checked(overrides, extra_dirs)
+        validate(cfg)
+        check_sources(cfg.data)
+        resolve_model_source(cfg.model)
 
 
 def compose_checked(overrides: list[str], extra_dirs: list[Path] = ()):

@@ -91,6 +91,32 @@ def _hub_rows(cfg, splits: list[str]) -> list[list[dict]]:
     return [list(loaded[split]) for split in splits]
 
 
+def check_sources(cfg) -> None:
+    """The local files a data config reads exist and are files (checked before a run starts;
+    their contents are checked as they are read)."""
+    from ltune.data.files import check_file
+
+    validate_labels(cfg)
+    splits = [cfg.train_split, cfg.eval_split]
+    if cfg.get("glue_dir") and cfg.get("glue_task"):
+        folder = Path(cfg.glue_dir).expanduser() / cfg.glue_task
+        if not folder.is_dir():
+            raise LtuneError(f"GLUE folder {folder} not found; data.glue_dir must hold {cfg.glue_task}/train.tsv "
+                             f"and {cfg.glue_task}/dev.tsv")
+        files = {**GLUE_FILES, **(cfg.get("glue_files") or {})}
+        for split in splits:
+            if split not in files:
+                raise LtuneError(f"GLUE folder data has no split '{split}'; valid splits: {', '.join(files)}")
+            check_file(folder / files[split], "GLUE file")
+    elif cfg.get("files"):
+        for split in splits:
+            if split not in cfg.files:
+                raise LtuneError(f"data set {cfg.name} has no file for split '{split}'; data.files has: "
+                                 f"{', '.join(cfg.files)}")
+            path = check_file(_resolve(cfg.files[split]))
+            format_of(path, cfg.get("format"))
+
+
 def load_rows(cfg, splits: list[str]) -> list[list[dict]]:
     """Rows of each named split from the source the data config names."""
     if cfg.get("glue_dir") and cfg.get("glue_task"):

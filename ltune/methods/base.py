@@ -77,7 +77,7 @@ class KWayMethod(TuningMethod):
     def add_head(self) -> None:
         """Called by each subclass after its own parameters (keeps the initialisation order)."""
         self.head = nn.Linear(self.backbone.hidden_size, self.num_labels)
-        self.backbone.check_fits(self.config.num_virtual_tokens)
+        self.backbone.check_fits(getattr(self.config, "num_virtual_tokens", 0))
 
     def training_loss(self, batch):
         return nn.functional.cross_entropy(self.label_scores(batch), batch["labels"])

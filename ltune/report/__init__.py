@@ -130,52 +130,68 @@ def add_vanilla_targets(rows: list[dict], groups: dict[tuple, list[dict]]) -> No
                     "reached_vanilla_plateau": f"{sum(s is not None for s, _ in reached)}/{len(reached)}"})
 
 
-def method_defaults(method: str) -> dict:
-    """A method's paper-default settings as flattened config keys (method.<field>)."""
+def default_of(key: str, method: str):
+    """The schema's default of a flattened config key (``method.*`` from the method's config)."""
     import dataclasses
 
+    from ltune.config import schema
     from ltune.methods import METHODS
 
-    if method not in METHODS:
-        return {}
-    defaults = {}
-    for field in dataclasses.fields(METHODS[method].config):
-        if field.default is not dataclasses.MISSING:
-            value = field.default
-            defaults[f"method.{field.name}"] = value.value if hasattr(value, "value") else value
-    return defaults
+    section, _, field_name = key.partition(".")
+    classes = {"trainer": schema.TrainerConfig, "model": schema.ModelConfig, "data": schema.DataConfig,
+               "method": METHODS[method].config if method in METHODS else None}
+    config_class = classes.get(section)
+    for field in dataclasses.fields(config_class) if config_class else ():
+        if field.name == field_name and field.default is not dataclasses.MISSING:
+            return field.default.value if hasattr(field.default, "value") else field.default
+    return None
+
+
+def differing_settings(a: list[dict], b: list[dict]) -> list[str]:
+    """The keys in which two replicate groups differ; a tuning sweep's chosen lr is a result, so it
+    is left out when both groups were tuned."""
+    sa, sb = a[0]["settings"], b[0]["settings"]
+    keys = sorted(k for k in sa.keys() | sb.keys() if sa.get(k) != sb.get(k))
+    if all(r["stage"] == "final" for r in a + b):
+        keys = [k for k in keys if k != "trainer.lr"]
+    return keys
 
 
 def comparisons(groups: dict[tuple, list[dict]]) -> list[tuple[tuple, tuple, str]]:
-    """(A, B, kind) pairs of replicate groups to test: twins (same cell and variant) and ablations
-    (a variant against the group of the same method whose differing settings are the defaults)."""
+    """(A, B, kind) pairs of replicate groups to test on the same dev examples:
+    - each L-method against its vanilla twin in the same cell (the paper's claim);
+    - within one cell, two groups that differ in exactly one setting (an ablation, or a speed
+      setting such as the precision): A is the changed setting, B has the schema's default."""
     pairs = []
     for key in groups:
         model, data, method, variant = key
         if method not in TWINS or not is_default(key, groups):
             continue
-        twins = [k for k in groups if k[:3] == (model, data, TWINS[method])]
-        twin = twins[0] if len(twins) == 1 else (model, data, TWINS[method], variant)
-        if twin in groups:
-            pairs.append((key, twin, "L-method vs vanilla twin"))
-    for key in groups:
-        if not key[3] or is_default(key, groups):
-            continue
-        for other in groups:
-            if other != key and other[:3] == key[:3] and is_default(other, groups):
-                pairs.append((key, other, "ablation vs paper default"))
+        twins = [k for k in groups if k[:3] == (model, data, TWINS[method]) and is_default(k, groups)]
+        if len(twins) == 1:
+            pairs.append((key, twins[0], "L-method vs vanilla twin"))
+    keys = list(groups)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if a[:3] != b[:3]:
+                continue
+            differing = differing_settings(groups[a], groups[b])
+            if len(differing) != 1:
+                continue
+            setting, default = differing[0], default_of(differing[0], a[2])
+            if str(groups[a][0]["settings"].get(setting)) == str(default):
+                a, b = b, a
+            pairs.append((a, b, f"{setting} changed (B: default)"))
     return pairs
 
 
 def is_default(key: tuple, groups: dict) -> bool:
-    """Whether a group's distinguishing method settings are its method's paper defaults."""
+    """Whether a group's distinguishing settings are all the schema's defaults."""
     if not key[3]:
         return True
-    defaults = method_defaults(key[2])
     settings = groups[key][0]["settings"]
     names = [part.split("=", 1)[0] for part in key[3].split(", ")]
-    named = [n for n in names if n in defaults]
-    return bool(named) and all(str(settings.get(n)) == str(defaults[n]) for n in named)
+    return all(str(settings.get(n)) == str(default_of(n, key[2])) for n in names if n != "trainer.lr")
 
 
 def paired_rows(groups: dict[tuple, list[dict]]) -> list[dict]:

@@ -1,0 +1,258 @@
+"""Bad input, broken files and concurrent runs (issue 12): every case ends with exactly one line
+``ltune: <problem and fix>``, a non-zero exit, no traceback, and no new or changed file under
+outputs/. The cases run in-process through ``ltune.cli.main`` (fast); the concurrency test runs two
+real processes."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ltune import cli, run_files
+
+SHORT = ["trainer.max_steps=2", "trainer.eval_every=2", "data.max_eval_samples=8", "model.max_length=32"]
+
+
+def snapshot(folder: Path) -> dict:
+    if not folder.exists():
+        return {}
+    # Files by size and time; folders by their existence (a folder made and removed again by a
+    # failed run leaves nothing but its parent's time).
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else "folder" for p in folder.rglob("*")}
+
+
+def run_cli(args, outputs: Path, monkeypatch, capsys, stdin: str | None = None):
+    """(exit code, stdout, stderr) of ``ltune ARGS`` in this process."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    monkeypatch.setenv("LTUNE_OUTPUT_DIR", str(outputs))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sys, "argv", ["ltune", *args])
+    if stdin is not None:
+        import io
+
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    capsys.readouterr()
+    code = 0
+    try:
+        cli.main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        GlobalHydra.instance().clear()
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 2-step run of the default job (trained once, in a subprocess)."""
+    outputs = tmp_path_factory.mktemp("trained")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LTUNE_OUTPUT_DIR": str(outputs)}
+    result = subprocess.run([sys.executable, "-m", "ltune.cli", "train", *SHORT], capture_output=True, text=True,
+                            env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = (outputs / "runs").iterdir()
+    return run
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def rows(n=20, bad_line=None, label=None, text="a text"):
+    lines = [json.dumps({"text": f"{text} {i}", "label": label or ["sports", "cooking"][i % 2]}) for i in range(n)]
+    if bad_line is not None:
+        lines[bad_line - 1] = '{"text": "cut in the mid'
+    return "\n".join(lines) + "\n"
+
+
+def data_files(tmp, train, dev=None):
+    dev = dev or write(tmp / "dev.jsonl", rows(6))
+    return [f"data.files.train={train}", f"data.files.validation={dev}", "data.format=null"]  # format from the suffix
+
+
+# Each case: (id, function of tmp_path and the finished run giving the arguments, text the line must hold).
+CASES = [
+    # -- config values ------------------------------------------------------------------------
+    ("unknown model", lambda t, r: ["train", "model=gpt9"], "unknown model 'gpt9'; valid options:"),
+    ("unknown data", lambda t, r: ["train", "data=glue"], "unknown data 'glue'; valid options:"),
+    ("unknown method in a sweep", lambda t, r: ["train", "-m", "method=l_prefix,lprompt"], "unknown method 'lprompt'"),
+    ("unknown logger", lambda t, r: ["train", "logger=slack"], "unknown logger 'slack'"),
+    ("misspelt key", lambda t, r: ["train", "trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'; valid keys"),
+    ("misspelt method key", lambda t, r: ["train", "method=prefix", "method.prefix_len=3"],
+     "unknown config key 'method.prefix_len'"),
+    ("non-integer seed", lambda t, r: ["train", "seed=abc"], "seed: Value 'abc' of type 'str' could not be converted"),
+    ("fractional epochs", lambda t, r: ["train", "trainer.epochs=1.5"], "trainer.epochs: Value '1.5'"),
+    ("zero epochs", lambda t, r: ["train", "trainer.epochs=0"], "trainer.epochs must be a positive integer or null"),
+    ("negative train cap", lambda t, r: ["train", "data.max_train_samples=-5"],
+     "data.max_train_samples must be a positive integer or null, got -5"),
+    ("zero dev cap", lambda t, r: ["train", "data.max_eval_samples=0"], "data.max_eval_samples must be a positive"),
+    ("negative held-out cap", lambda t, r: ["train", "data.max_heldout_samples=-1"], "data.max_heldout_samples must"),
+    ("held-out fraction above 1", lambda t, r: ["train", "data.heldout_fraction=1.5"],
+     "data.heldout_fraction must be between 0 and 1"),
+    ("zero learning rate", lambda t, r: ["train", "trainer.lr=0"], "trainer.lr must be positive"),
+    ("zero batch", lambda t, r: ["train", "trainer.batch_size=0"], "trainer.batch_size must be a positive integer"),
+    ("text batch", lambda t, r: ["train", "trainer.batch_size=abc"], "trainer.batch_size: Value 'abc'"),
+    ("unknown precision", lambda t, r: ["train", "trainer.precision=fp8"], "expected one of [fp32, bf16]"),
+    ("non-boolean compile", lambda t, r: ["train", "trainer.compile=maybe"], "is not a valid bool"),
+    ("zero patience", lambda t, r: ["train", "trainer.patience=0"], "trainer.patience must be a positive integer"),
+    ("warm-up above 1", lambda t, r: ["train", "trainer.warmup_ratio=2"], "trainer.warmup_ratio must be in [0, 1)"),
+    ("unknown device", lambda t, r: ["train", "trainer.device=tpu"], "expected one of [auto, cpu, cuda]"),
+    ("zero max length", lambda t, r: ["train", "model.max_length=0"], "model.max_length must be a positive integer"),
+    ("unknown quantisation", lambda t, r: ["train", "model.quantization=3bit"], "unknown model.quantization '3bit'"),
+    ("unknown attention", lambda t, r: ["train", "model.attn_implementation=fast"],
+     "unknown model.attn_implementation 'fast'"),
+    ("unknown dtype", lambda t, r: ["train", "model.dtype=float8"], "expected one of [float32, bfloat16, float16]"),
+    ("zero virtual tokens", lambda t, r: ["train", "method=prefix", "method.num_virtual_tokens=0"],
+     "method.num_virtual_tokens must be a positive integer, got 0"),
+    ("unknown init", lambda t, r: ["train", "method=l_prompt", "method.init=sideways"], "expected one of [identity, random]"),
+    ("empty lr search", lambda t, r: ["train", "method.lr_search=[]"], "method.lr_search needs at least one"),
+    ("unknown metric", lambda t, r: ["train", "data.metrics=[accuracy,bleu]"], "unknown data.metrics ['bleu']"),
+    ("binary F1 on four labels", lambda t, r: ["train", "data.metrics=[accuracy,f1]"],
+     "data.metrics has f1 (binary) but data set demo has 4 labels; use macro_f1"),
+    ("label text count", lambda t, r: ["train", "data.label_texts=[a,b]"], "has 4 label_names but 2 label_texts"),
+    ("duplicate label names", lambda t, r: ["train", "data.label_names=[sports,sports,cooking,travel]"],
+     "lists label name(s) ['sports'] more than once"),
+    ("three text fields", lambda t, r: ["train", "data.text_fields=[a,b,c]"], "must name one column or two"),
+    ("prompt longer than the positions", lambda t, r: ["train", "method=prefix", "model.max_length=500"],
+     "plus 16 prefix/prompt positions exceeds the model's 512 positions"),
+    ("resume of a non-run", lambda t, r: ["train", f"resume={t}"], "is not an unfinished ltune run"),
+    ("resume of a finished run", lambda t, r: ["train", f"resume={r}"], "that run already finished"),
+    # -- sources that are not there (checked before any folder exists) ------------------------
+    ("hub model offline", lambda t, r: ["train", "model=bert", *SHORT],
+     "cannot load 'bert-base-uncased' from the Hugging Face hub"),
+    ("hub data offline, no GLUE advice", lambda t, r: ["train", "data=cb", *SHORT],
+     "give local files with data.files={train: ..., validation: ...}, or use data=demo"),
+    ("missing GLUE folder", lambda t, r: ["train", "data=rte", f"data.glue_dir={t}"], "/RTE not found; data.glue_dir must hold RTE/train.tsv"),
+    ("missing data file", lambda t, r: ["train", *data_files(t, t / "nope.jsonl")], "nope.jsonl not found; check the path"),
+    ("folder as data file", lambda t, r: ["train", *data_files(t, t)], "is a folder; give the path of a file"),
+    ("empty data file", lambda t, r: ["train", *data_files(t, write(t / "e.jsonl", ""))], "is empty; every split"),
+    ("unknown data format", lambda t, r: ["train", *data_files(t, write(t / "d.xml", "<a/>"))],
+     "cannot tell the format of"),
+    # -- files that are not what they claim (read inside the run; its folder is removed) -----
+    ("malformed JSONL line", lambda t, r: ["train", *SHORT, *data_files(t, write(t / "m.jsonl", rows(bad_line=3)))],
+     "m.jsonl line 3: not valid JSON"),
+    ("CSV row with extra fields", lambda t, r: ["train", *SHORT, *data_files(
+        t, write(t / "c.csv", "text,label\na,sports\nb,cooking,extra\n"))], "c.csv line 3: 3 fields where the header has 2"),
+    ("label outside the names", lambda t, r: ["train", *SHORT, *data_files(t, write(t / "l.jsonl", rows(label="golf")))],
+     "has label 'golf', which is not in data.label_names"),
+    ("null text", lambda t, r: ["train", *SHORT, *data_files(t, write(t / "n.jsonl", '{"text": null, "label": "sports"}\n' * 20))],
+     "has no text in column 'text' (null)"),
+    # -- run folders and inputs of eval / predict / explain / report --------------------------
+    ("eval without parameters", lambda t, r: ["eval", f"run={t}"], "holds no trained parameters"),
+    ("eval without run", lambda t, r: ["eval"], "give the trained run folder: run=<run dir>"),
+    ("eval max_samples not a number", lambda t, r: ["eval", f"run={r}", "max_samples=abc"],
+     "max_samples must be a positive number or all"),
+    ("eval unknown option", lambda t, r: ["eval", f"run={r}", "splits=dev"], "bad option 'splits=dev'; valid:"),
+    ("eval split the data lacks", lambda t, r: ["eval", f"run={r}", "split=test"], "has no file for split 'test'"),
+    ("predict empty file", lambda t, r: ["predict", f"run={r}", f"file={write(t / 'p.jsonl', '')}"], "is empty"),
+    ("predict malformed line", lambda t, r: ["predict", f"run={r}", f"file={write(t / 'q.jsonl', rows(4, bad_line=2))}"],
+     "q.jsonl line 2: not valid JSON"),
+    ("predict labels as one string", lambda t, r: ["predict", f"run={r}", "text=x", 'labels="sports"'],
+     "labels= takes a JSON list of label texts"),
+    ("predict one open label", lambda t, r: ["predict", f"run={r}", "text=x", 'labels=["sports"]'],
+     "labels= needs at least two different label texts"),
+    ("predict unknown format", lambda t, r: ["predict", f"run={r}", "text=x", "format=xml"], "expected one of [table, jsonl]"),
+    ("predict nothing on stdin", lambda t, r: ["predict", f"run={r}"], "no texts to predict"),
+    ("explain without text", lambda t, r: ["explain", f"run={r}"], "give the text to explain"),
+    ("report of an empty folder", lambda t, r: ["report", str(t)], "no finished runs (metrics.json) under"),
+    ("report of a file", lambda t, r: ["report", str(write(t / "x.txt", "x"))], "is not a folder"),
+    ("unknown command", lambda t, r: ["fly"], "unknown command 'fly'; valid commands:"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path, finished_run, monkeypatch, capsys):
+    _, arguments, expected = case
+    outputs = tmp_path / "outputs"
+    (outputs / "runs").mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    args = arguments(work, finished_run)
+    before, run_before = snapshot(outputs), snapshot(finished_run)
+    code, out, err = run_cli(args, outputs, monkeypatch, capsys, stdin="")
+    lines = [line for line in (out + err).splitlines() if line.startswith("ltune:")]
+    assert code not in (0, None), (out + err)[-2000:]
+    assert len(lines) == 1 and expected in lines[0], (out + err)[-2000:]
+    assert "Traceback" not in out + err
+    assert snapshot(outputs) == before and snapshot(finished_run) == run_before
+
+
+def test_broken_run_files(tmp_path, finished_run, monkeypatch, capsys):
+    """A cut trainable.safetensors or config.yaml: one line for eval, predict and explain."""
+    import shutil
+
+    for name, cut in (("trainable.safetensors", 100), ("config.yaml", 40)):
+        run = tmp_path / name / finished_run.name
+        shutil.copytree(finished_run, run)
+        data = (run / name).read_bytes()
+        (run / name).write_bytes(data[:cut])
+        for command in (["eval"], ["predict", "text=x"], ["explain", "text=x"]):
+            before = snapshot(run)
+            code, out, err = run_cli([command[0], f"run={run}", *command[1:]], tmp_path / "outputs", monkeypatch, capsys)
+            lines = [line for line in (out + err).splitlines() if line.startswith("ltune:")]
+            assert code == 2 and len(lines) == 1 and "Traceback" not in out + err, (out + err)[-1500:]
+            assert ("is not a readable safetensors file" if name.endswith("safetensors")
+                    else "is not a readable ltune run config") in lines[0]
+            assert snapshot(run) == before
+
+
+def test_predict_into_a_closed_pipe_stops_quietly(finished_run):
+    """ltune predict ... | head -1: no BrokenPipeError traceback."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    texts = [f"text=line {i}" for i in range(200)]
+    shell = subprocess.run(f"{sys.executable} -m ltune.cli predict run={finished_run} format=jsonl "
+                           + " ".join(f"'{t}'" for t in texts) + " | head -1", shell=True, capture_output=True,
+                           text=True, env=env, timeout=600)
+    assert len(shell.stdout.splitlines()) == 1 and "Traceback" not in shell.stderr and "Error" not in shell.stderr
+
+
+def test_open_label_texts_print_as_separate_columns(finished_run, monkeypatch, capsys, tmp_path):
+    labels = '["this text is about politics", "this text is about sports"]'
+    code, out, err = run_cli(["predict", f"run={finished_run}", "text=The senate met.", f"labels={labels}"],
+                             tmp_path, monkeypatch, capsys)
+    assert code == 0 and "[1] this text is about politics" in out and "[2] this text is about sports" in out
+
+
+def test_run_files_get_the_umask_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        run_files.write_json(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_two_trainings_of_one_run_folder_cannot_both_proceed(tmp_path):
+    """A trains and holds the folder's lock; B, resuming the same folder, stops with one line naming
+    A, and changes nothing in it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LTUNE_OUTPUT_DIR": str(tmp_path)}
+    args = [sys.executable, "-m", "ltune.cli", "train", "trainer.max_steps=400", "trainer.eval_every=200",
+            "trainer.checkpoint_every=1", "model.max_length=32", "data.max_eval_samples=8"]
+    first = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and not list(tmp_path.glob("runs/*/checkpoint.pt")):
+            time.sleep(0.1)
+        (run,) = (tmp_path / "runs").iterdir()
+        assert run_files.RunLock.holder(run) == run_files.RunLock.holder(run) and f"pid {first.pid}" in \
+            run_files.RunLock.holder(run)
+        hydra_before = snapshot(run / ".hydra")
+        second = subprocess.run(args + [f"resume={run}"], env=env, capture_output=True, text=True, timeout=600)
+        lines = [line for line in second.stderr.splitlines() if line.startswith("ltune:")]
+        assert second.returncode == 2 and len(lines) == 1 and "Traceback" not in second.stderr
+        assert f"is being trained by pid {first.pid}" in lines[0]
+        assert snapshot(run / ".hydra") == hydra_before
+        assert first.poll() is None  # A goes on
+    finally:
+        first.kill()
+        first.wait()
+    assert run_files.RunLock.holder(run) is None  # the kernel released the lock with the process

@@ -1,0 +1,110 @@
+"""The tuning sweeper (hydra/sweeper=ltune_tune): learning rate chosen on held-out per cell, seed
+replicates at the chosen rate, and a sweep that survives being killed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+SWEEP = ["-m", "hydra/sweeper=ltune_tune", "method=prefix,l_prefix", "hydra.sweeper.search_seeds=[1]",
+         "hydra.sweeper.seeds=[1,2]", "hydra.sweeper.reuse_search_runs=true", "method.lr_search=[0.001,0.01]",
+         "trainer.max_steps=6", "trainer.eval_every=3", "trainer.checkpoint_every=1", "data.max_eval_samples=16",
+         "model.max_length=32"]
+
+
+def sweep(tmp_path, folder, wait=True, grid=SWEEP, expect=0):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LTUNE_OUTPUT_DIR": str(tmp_path)}
+    args = [sys.executable, "-m", "ltune.cli", "train", *grid, f"hydra.sweep.dir={folder}"]
+    if not wait:
+        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == expect, result.stderr[-3000:]
+    return result
+
+
+def outcomes(folder):
+    found = {}
+    for metrics in sorted(folder.glob("*/*/metrics.json")):
+        m = json.loads(metrics.read_text())
+        log = [json.loads(line) for line in (metrics.parent / "log.jsonl").read_text().splitlines()]
+        found[str(metrics.parent.relative_to(folder))] = (m["dev"], [(r["step"], r["loss"]) for r in log])
+    return found
+
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def complete(tmp_path_factory):
+    root = tmp_path_factory.mktemp("complete")
+    sweep(root, root / "sweep")
+    return root / "sweep"
+
+
+def test_lr_chosen_on_held_out_then_replicated_and_a_killed_sweep_resumes(tmp_path, complete):
+    tuning = json.loads((complete / "tuning.json").read_text())
+    for cell in tuning["cells"]:
+        heldout = cell["heldout_accuracy"]
+        best = max(heldout.values())
+        assert heldout[f"{cell['chosen_lr']:g}"] == best  # the best held-out accuracy (ties: smaller lr)
+        assert cell["chosen_lr"] == min(float(lr) for lr, acc in heldout.items() if acc == best)
+        assert cell["reused_runs"] == [f"search/{cell['name']}_lr{cell['chosen_lr']:g}_s1"]
+    runs = outcomes(complete)
+    assert sorted(runs) == sorted(
+        [f"search/{m}_lr{lr}_s1" for m in ("prefix", "l_prefix") for lr in ("0.001", "0.01")]
+        + [f"final/{m}_s2" for m in ("prefix", "l_prefix")])
+    for m in ("prefix", "l_prefix"):  # the replicate ran at the chosen rate
+        chosen = next(c["chosen_lr"] for c in tuning["cells"] if c["name"] == m)
+        config = (complete / "final" / f"{m}_s2" / "config.yaml").read_text()
+        assert f"lr: {chosen}" in config
+
+    # Kill a second sweep during its third job, run it again into the same folder.
+    killed = tmp_path / "killed"
+    process = sweep(tmp_path, killed, wait=False)
+    deadline = time.time() + 600
+    while time.time() < deadline and not (len(list(killed.glob("search/*/metrics.json"))) >= 2
+                                          and list(killed.glob("search/*/checkpoint.pt"))):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before = {p.parent.name for p in killed.glob("search/*/metrics.json")}
+    assert finished_before and list(killed.glob("search/*/checkpoint.pt"))
+    # Run again from another output root (LTUNE_OUTPUT_DIR changed): that setting never changes
+    # a run's numbers, so the unfinished job resumes instead of being dropped from the search.
+    again = sweep(tmp_path / "elsewhere", killed)
+    for name in finished_before:
+        assert f"{name} already finished; skipped" in again.stdout
+    assert "resuming" in again.stdout
+    assert outcomes(killed) == runs  # the same dev figures and per-step losses as the sweep never killed
+
+
+def test_report_of_a_tuned_sweep_averages_the_replicates(complete):
+    folder = complete
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-m", "ltune.cli", "report", str(folder)], env=env, check=True, timeout=600,
+                   capture_output=True)
+    text = (folder / "report.md").read_text()
+    assert "## Learning-rate search (held-out)" in text and "(n=2)" in text
+    assert "4 finished runs (and 2 learning-rate search runs, not averaged)" in text
+    assert "| minilm / demo | l_prefix | prefix |" in text  # the paired twin comparison
+
+
+def test_a_sweep_folder_holding_another_configs_unfinished_run_fails_that_job_loudly(tmp_path):
+    from omegaconf import OmegaConf
+
+    from ltune import config as configs
+
+    one = [a.replace("prefix,l_prefix", "prefix").replace("0.001,0.01", "0.001").replace("[1,2]", "[1]")
+           for a in SWEEP]
+    folder = tmp_path / "sweep" / "search" / "prefix_lr0.001_s1"
+    folder.mkdir(parents=True)
+    other = configs.compose(["method=prefix", "trainer.lr=0.001", "seed=1", "trainer.max_steps=7"])
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(other, resolve=True))
+    (folder / "checkpoint.pt").write_bytes(b"not this sweep's")
+    result = sweep(tmp_path, tmp_path / "sweep", grid=one, expect=1)
+    assert "job(s) of the sweep failed: search/prefix_lr0.001_s1" in result.stderr
+    failure = json.loads((folder / "failed.json").read_text())
+    assert "holds an unfinished run of another config" in failure["error"]
+    assert (folder / "checkpoint.pt").read_bytes() == b"not this sweep's"  # never overwritten

@@ -100,7 +100,7 @@ def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
     "args,expected",
     [
         (["model=gpt9"], "unknown model 'gpt9'; valid options: bert, bloom, deberta, falcon, llama2, llama2_7b_random, minilm, roberta, smollm2"),
-        (["-m", "method=l_prefix,lprompt"], "unknown method 'lprompt'; valid options: l_prefix, l_prompt, peft_prompt, prefix, prompt"),
+        (["-m", "method=l_prefix,lprompt"], "unknown method 'lprompt'; valid options: l_prefix, l_prompt, peft_lora, peft_prompt, prefix, prompt"),
         (["data=glue"], "unknown data 'glue'; valid options: boolq, cb, cola, demo, mnli, mnli_mismatched, mrpc, qnli, qqp, rte, snli, sst2, wnli"),
         (["trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'; valid keys under trainer:"),
         (["model=bert"], "cannot load 'bert-base-uncased' from the Hugging Face hub (offline or unreachable?); offline alternatives: model=minilm or model=smollm2"),

@@ -123,3 +123,11 @@ def test_search_runs_of_a_tuning_sweep_are_not_averaged_and_broken_runs_are_list
     assert "1 finished runs (and 1 learning-rate search runs, not averaged)" in text
     assert "0.550 ± 0.000" in text and "0.99" not in text.split("## Accuracy")[1].split("##")[0]
     assert f"| {broken} | unreadable |" in text
+
+
+def test_stopping_table_prints_small_learning_rates_as_given():
+    from ltune.report import stopping_table
+
+    row = {"model": "minilm", "data": "sst2", "method": "l_prompt", "variant": "", "lr": 0.0003, "budget_steps": 1000,
+           "steps": 400.0, "stop_reasons": "early_stopping (3)", "best_step": 250.0, "heldout_best_mean": 0.653}
+    assert "| minilm / sst2 | l_prompt | 0.0003 | 1000 |" in stopping_table([row])

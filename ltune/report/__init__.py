@@ -260,10 +260,15 @@ def stopping_table(rows: list[dict]) -> str:
     lines = ["| model / data | method | lr | budget steps | stopped at (mean) | why (runs) | best held-out step (mean) | "
              "held-out best (mean) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} / {r['data']} | {_method_name(r)} | {_fmt(r['lr'])} | {_fmt(r['budget_steps'], 0)} | "
+        lines.append(f"| {r['model']} / {r['data']} | {_method_name(r)} | {_lr_text(r['lr'])} | {_fmt(r['budget_steps'], 0)} | "
                      f"{_fmt(r['steps'], 0)} | {r['stop_reasons']} | {_fmt(r['best_step'], 0)} | "
                      f"{_fmt(r['heldout_best_mean'])} |")
     return "\n".join(lines)
+
+
+def _lr_text(lr) -> str:
+    """A learning rate as written in a config (3e-4 as 0.0003, never rounded to 0.000)."""
+    return f"{lr:g}" if isinstance(lr, float) else _fmt(lr)
 
 
 def _method_name(row: dict) -> str:

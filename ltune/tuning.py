@@ -168,8 +168,18 @@ class TuneSweeper(Sweeper):
 
 
 def write_tuning(sweep_dir: Path, entries: list[dict]) -> None:
+    """Write this sweep's cells to tuning.json/tuning.md, keeping the cells that other sweeps into
+    the same folder wrote (e.g. one task at a time): the report reads which search runs are
+    replicates from here, and losing a cell would silently drop that cell's reused replicate."""
     from ltune.run_files import write_json, write_text
 
+    try:
+        earlier = json.loads((sweep_dir / "tuning.json").read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = []
+    names = {e["name"] for e in entries}
+    entries = sorted([e for e in earlier if isinstance(e, dict) and e.get("name") not in names] + entries,
+                     key=lambda e: e["name"])
     write_json(sweep_dir / "tuning.json", {"selection": SELECTION, "cells": entries})
     lines = ["# Learning-rate search", "",
              f"Chosen per cell by {SELECTION} on the held-out slice of the training split "

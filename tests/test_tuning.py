@@ -108,3 +108,22 @@ def test_a_sweep_folder_holding_another_configs_unfinished_run_fails_that_job_lo
     failure = json.loads((folder / "failed.json").read_text())
     assert "holds an unfinished run of another config" in failure["error"]
     assert (folder / "checkpoint.pt").read_bytes() == b"not this sweep's"  # never overwritten
+
+
+def test_sweeps_of_one_task_at_a_time_into_one_folder_keep_every_cells_tuning(tmp_path):
+    """A second sweep into the same folder (another data set) adds its cells to tuning.json; a cell
+    swept again is replaced. The report counts reused replicates from tuning.json."""
+    from ltune.tuning import write_tuning
+
+    def cell(name, lr):
+        return {"cell": [f"data={name}"], "name": name, "search_space": [lr], "heldout_accuracy": {f"{lr:g}": 0.5},
+                "chosen_lr": lr, "search_seeds": [1], "seeds": [1, 2, 3], "searched": True,
+                "reused_runs": [f"search/{name}_lr{lr:g}_s1"]}
+
+    write_tuning(tmp_path, [cell("minilm_sst2_prefix", 0.01)])
+    write_tuning(tmp_path, [cell("minilm_cola_prefix", 0.001)])
+    write_tuning(tmp_path, [cell("minilm_cola_prefix", 0.003)])
+    cells = json.loads((tmp_path / "tuning.json").read_text())["cells"]
+    assert {c["name"]: c["chosen_lr"] for c in cells} == {"minilm_cola_prefix": 0.003, "minilm_sst2_prefix": 0.01}
+    markdown = (tmp_path / "tuning.md").read_text()
+    assert "minilm_sst2_prefix" in markdown and "minilm_cola_prefix" in markdown

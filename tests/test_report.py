@@ -78,7 +78,10 @@ def test_report_averages_only_seed_replicates_of_one_config(tmp_path):
                  name=f"run{i}")
     text = report(tmp_path).read_text()
     assert "(n=5)" not in text
-    assert "| Prefix (P) [method.lr=0.01, method.num_virtual_tokens=16] | 0.710 ± 0.014" in text
+    # Groups are named by their settings that depart from the schema's defaults (prefix's are lr
+    # 0.01 and 16 tokens): the default group has the method's plain name.
+    assert "| Prefix (P) | 0.710 ± 0.014" in text
+    assert "| Prefix (P) [method.num_virtual_tokens=4] | 0.100 ± 0.000" in text
     assert "| Prefix (P) [method.lr=0.1, method.num_virtual_tokens=4] | 0.200 ± 0.000" in text
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + 4
 
@@ -99,9 +102,25 @@ def test_paired_twins_on_the_same_examples(tmp_path):
     twin = next(r for r in rows if r["b"] == "prefix")
     assert float(twin["delta"]) == pytest.approx(0.10) and float(twin["ci_low"]) > 0 and float(twin["p_value"]) < 0.01
     ablation = next(r for r in rows if r["kind"].startswith("method.z_input changed"))
-    assert ablation["a"] == "l_prefix [method.z_input=states]" and ablation["b"] == "l_prefix [method.z_input=pooling]"
+    assert ablation["a"] == "l_prefix [method.z_input=states]" and ablation["b"] == "l_prefix"
     assert float(ablation["delta"]) == 0.0 and len(rows) == 2
     assert (tmp_path / "paired_differences.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_methods_default_runs_keep_one_name_on_tasks_with_and_without_ablations(tmp_path):
+    """CoLA has only paper-default L-prefix runs; SST-2 also has two ablations. The default runs of
+    both tasks are one table row, and each ablation is named by what it changes, nothing more."""
+    for data in ("cola", "sst2"):
+        fake_run(tmp_path, "minilm", data, "l_prefix", 1, 0.6, settings={"z_input": "pooling", "head_bias": False})
+    fake_run(tmp_path, "minilm", "sst2", "l_prefix", 1, 0.7, settings={"z_input": "states", "head_bias": False},
+             name="z_states")
+    fake_run(tmp_path, "minilm", "sst2", "l_prefix", 1, 0.8, settings={"z_input": "pooling", "head_bias": True},
+             name="head_bias")
+    text = report(tmp_path).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| L-prefix (LT-P)")]
+    assert rows[0].startswith("| L-prefix (LT-P) | 0.600") and rows[0].count("0.600 ± 0.000") == 2
+    assert any(r.startswith("| L-prefix (LT-P) [method.head_bias=True] | – | 0.800") for r in rows)
+    assert any(r.startswith("| L-prefix (LT-P) [method.z_input=states] | – | 0.700") for r in rows)
 
 
 def test_paired_difference_statistics():

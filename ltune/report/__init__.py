@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 
 from ltune.errors import LtuneError
-from ltune.report.collect import collect, replicate_groups
+from ltune.report.collect import collect, default_of, replicate_groups
 from ltune.report.plots import plot
 from ltune.report.stats import PAIRED_TEST, first_reaching, mean_ci, paired_difference, per_example_correct
 from ltune.run_files import write_text
@@ -128,23 +128,6 @@ def add_vanilla_targets(rows: list[dict], groups: dict[tuple, list[dict]]) -> No
                     "steps_to_vanilla_plateau": _mean([s for s, _ in reached]),
                     "seconds_to_vanilla_plateau": _mean([t for _, t in reached]),
                     "reached_vanilla_plateau": f"{sum(s is not None for s, _ in reached)}/{len(reached)}"})
-
-
-def default_of(key: str, method: str):
-    """The schema's default of a flattened config key (``method.*`` from the method's config)."""
-    import dataclasses
-
-    from ltune.config import schema
-    from ltune.methods import METHODS
-
-    section, _, field_name = key.partition(".")
-    classes = {"trainer": schema.TrainerConfig, "model": schema.ModelConfig, "data": schema.DataConfig,
-               "method": METHODS[method].config if method in METHODS else None}
-    config_class = classes.get(section)
-    for field in dataclasses.fields(config_class) if config_class else ():
-        if field.name == field_name and field.default is not dataclasses.MISSING:
-            return field.default.value if hasattr(field.default, "value") else field.default
-    return None
 
 
 def differing_settings(a: list[dict], b: list[dict]) -> list[str]:

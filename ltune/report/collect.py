@@ -96,12 +96,36 @@ def collect(folder: Path) -> tuple[list[dict], list[dict]]:
     return finished, problems
 
 
+def default_of(key: str, method: str):
+    """The schema's default of a flattened config key (``method.*`` from the method's config);
+    None where the schema has none."""
+    import dataclasses
+
+    from ltune.config import schema
+    from ltune.methods import METHODS
+
+    section, _, field_name = key.partition(".")
+    classes = {"trainer": schema.TrainerConfig, "model": schema.ModelConfig, "data": schema.DataConfig,
+               "method": METHODS[method].config if method in METHODS else None}
+    config_class = classes.get(section)
+    for field in dataclasses.fields(config_class) if config_class else ():
+        if field.name == field_name and field.default is not dataclasses.MISSING:
+            return field.default.value if hasattr(field.default, "value") else field.default
+    return None
+
+
+def _is_default(value, key: str, method: str) -> bool:
+    return str(value) == str(default_of(key, method))
+
+
 def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
     """Runs grouped as seed replicates: same model, data, method and every other setting.
 
-    The key is (model, data, method, variant); variant names the settings in which this group
-    differs from the other groups of the same model, data and method ("" when it is the only one).
-    The learning rate a tuning sweep chose is a result, not a setting: it is left out of the name.
+    The key is (model, data, method, variant). Variant names, among the settings in which the
+    groups of one model, data and method differ, those where this group departs from the schema's
+    default ("" for the default group, so a method's paper-default runs get one name on every task
+    whether or not a task also has ablations). The learning rate a tuning sweep chose is a result,
+    not a setting: it is left out of the name.
     """
     groups = defaultdict(list)
     for run in finished:
@@ -117,7 +141,10 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
         differing = sorted({k for s in settings for k in s if any(t.get(k) != s.get(k) for t in settings)})
         if tuned and len(differing) > 1:
             differing = [k for k in differing if k != "trainer.lr"]
-        for key, setting in zip(keys, settings):
-            variant = ", ".join(f"{k}={setting.get(k)}" for k in differing)
+        names = [", ".join(f"{k}={s.get(k)}" for k in differing if not _is_default(s.get(k), k, cell[2]))
+                 for s in settings]
+        if len(set(names)) < len(names):  # only where defaults cannot tell groups apart: name them all
+            names = [", ".join(f"{k}={s.get(k)}" for k in differing) for s in settings]
+        for key, variant in zip(keys, names):
             named[(*cell, variant)] = sorted(groups[key], key=lambda r: r["seed"])
     return dict(sorted(named.items()))

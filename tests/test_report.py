@@ -123,6 +123,26 @@ def test_a_methods_default_runs_keep_one_name_on_tasks_with_and_without_ablation
     assert any(r.startswith("| L-prefix (LT-P) [method.z_input=states] | – | 0.700") for r in rows)
 
 
+def test_every_ablation_of_a_cell_is_paired_with_the_default(tmp_path):
+    """Three ablations beside the paper default in one cell: three paired rows. (The pairing loop
+    swapped its own outer variable when it put the default on side B, so after the first ablation
+    the default was lost and the others were silently left unpaired.)"""
+    labels = [i % 2 for i in range(40)]
+    right = lambda n: [(y if i < n else 1 - y, y) for i, y in enumerate(labels)]
+    default = {"z_input": "pooling", "head_bias": False, "pool_softmax": True}
+    fake_run(tmp_path, "minilm", "sst2", "l_prefix", 1, 0.5, predictions=right(20), settings=default)
+    for name, change in [("bias", {"head_bias": True}), ("raw", {"pool_softmax": False}), ("states", {"z_input": "states"})]:
+        fake_run(tmp_path, "minilm", "sst2", "l_prefix", 1, 0.6, predictions=right(24), settings={**default, **change},
+                 name=name)
+    report(tmp_path)
+    lines = (tmp_path / "paired.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    assert sorted(r["a"] for r in rows) == ["l_prefix [method.head_bias=True]", "l_prefix [method.pool_softmax=False]",
+                                           "l_prefix [method.z_input=states]"]
+    assert all(r["b"] == "l_prefix" and float(r["delta"]) == pytest.approx(0.1) for r in rows)
+
+
 def test_paired_difference_statistics():
     rng = np.random.default_rng(0)
     a = (rng.random(400) < 0.7).astype(float)

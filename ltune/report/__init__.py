@@ -162,9 +162,8 @@ def comparisons(groups: dict[tuple, list[dict]]) -> list[tuple[tuple, tuple, str
             if len(differing) != 1:
                 continue
             setting, default = differing[0], default_of(differing[0], a[2])
-            if str(groups[a][0]["settings"].get(setting)) == str(default):
-                a, b = b, a
-            pairs.append((a, b, f"{setting} changed (B: default)"))
+            changed, base = (b, a) if str(groups[a][0]["settings"].get(setting)) == str(default) else (a, b)
+            pairs.append((changed, base, f"{setting} changed (B: default)"))
     return pairs
 
 

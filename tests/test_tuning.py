@@ -127,3 +127,21 @@ def test_sweeps_of_one_task_at_a_time_into_one_folder_keep_every_cells_tuning(tm
     assert {c["name"]: c["chosen_lr"] for c in cells} == {"minilm_cola_prefix": 0.003, "minilm_sst2_prefix": 0.01}
     markdown = (tmp_path / "tuning.md").read_text()
     assert "minilm_sst2_prefix" in markdown and "minilm_cola_prefix" in markdown
+
+
+def test_jobs_run_side_by_side_under_the_joblib_launcher_give_the_basic_launchers_figures(tmp_path, complete):
+    """make reproduce-offline runs two 1-thread jobs at a time (hydra/launcher=joblib): the same
+    jobs, the same chosen rates, the same per-step losses and dev figures as one job at a time."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    parallel = tmp_path / "parallel"
+    sweep(tmp_path, parallel, grid=[*SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                    "trainer.num_threads=1"])
+    chosen = {c["name"]: c["chosen_lr"] for c in json.loads((complete / "tuning.json").read_text())["cells"]}
+    assert {c["name"]: c["chosen_lr"] for c in json.loads((parallel / "tuning.json").read_text())["cells"]} == chosen
+    serial, side_by_side = outcomes(complete), outcomes(parallel)
+    assert sorted(side_by_side) == sorted(serial)
+    for name, (dev, losses) in serial.items():
+        other_dev, other_losses = side_by_side[name]
+        assert other_dev["accuracy"] == dev["accuracy"], name
+        assert [step for step, _ in other_losses] == [step for step, _ in losses]
+        assert [loss for _, loss in other_losses] == pytest.approx([loss for _, loss in losses], abs=1e-4), name

@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 
 from ltune.errors import LtuneError
-from ltune.report.collect import collect, default_of, replicate_groups
+from ltune.report.collect import collect, default_of, is_default_value, replicate_groups
 from ltune.report.plots import plot
 from ltune.report.stats import PAIRED_TEST, first_reaching, mean_ci, paired_difference, per_example_correct
 from ltune.run_files import write_text
@@ -173,7 +173,7 @@ def is_default(key: tuple, groups: dict) -> bool:
         return True
     settings = groups[key][0]["settings"]
     names = [part.split("=", 1)[0] for part in key[3].split(", ")]
-    return all(str(settings.get(n)) == str(default_of(n, key[2])) for n in names if n != "trainer.lr")
+    return all(is_default_value(settings.get(n), n, key[2]) for n in names if n != "trainer.lr")
 
 
 def paired_rows(groups: dict[tuple, list[dict]]) -> list[dict]:

@@ -114,7 +114,8 @@ def default_of(key: str, method: str):
     return None
 
 
-def _is_default(value, key: str, method: str) -> bool:
+def is_default_value(value, key: str, method: str) -> bool:
+    """Whether a setting's value is the schema's default for that method."""
     return str(value) == str(default_of(key, method))
 
 
@@ -141,7 +142,7 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
         differing = sorted({k for s in settings for k in s if any(t.get(k) != s.get(k) for t in settings)})
         if tuned and len(differing) > 1:
             differing = [k for k in differing if k != "trainer.lr"]
-        names = [", ".join(f"{k}={s.get(k)}" for k in differing if not _is_default(s.get(k), k, cell[2]))
+        names = [", ".join(f"{k}={s.get(k)}" for k in differing if not is_default_value(s.get(k), k, cell[2]))
                  for s in settings]
         if len(set(names)) < len(names):  # only where defaults cannot tell groups apart: name them all
             names = [", ".join(f"{k}={s.get(k)}" for k in differing) for s in settings]

@@ -61,6 +61,7 @@ gpu-offline-check:
 # Runs OFFLINE_JOBS jobs side by side (joblib launcher), each on one torch thread: on this 2-core
 # machine two 1-thread RTE jobs did 1.14x the steps of one 2-thread job and overlapped the
 # single-threaded set-up (docs/benchmarks.md). OFFLINE_JOBS=1 runs one job at a time on every core.
+# The other reproduce-* targets below run the same way.
 SWEEP ?= $(OUTPUTS)/experiments/offline_table
 OFFLINE_JOBS ?= 2
 OFFLINE_PARALLEL = $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1)
@@ -71,14 +72,14 @@ reproduce-offline:
 
 # LoRA, the reference point, tuned the same way (its rows join the table's folder's report).
 reproduce-offline-lora:
-	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table method=peft_lora \
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table method=peft_lora $(OFFLINE_PARALLEL) \
 	  hydra.sweep.dir=$(SWEEP)/lora
 	$(BIN)/ltune report $(SWEEP)
 
 SMOLLM2_SWEEP ?= $(OUTPUTS)/experiments/offline_table_smollm2
 reproduce-smollm2:
 	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (CoLA/, RTE/, SST-2/)" >&2; exit 2; }
-	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2 hydra.sweep.dir=$(SMOLLM2_SWEEP)
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2 $(OFFLINE_PARALLEL) hydra.sweep.dir=$(SMOLLM2_SWEEP)
 	$(BIN)/ltune report $(SMOLLM2_SWEEP)
 
 # Each L-method ablation of docs/findings.md as its own tuned sweep (RTE, SST-2; 3 seeds); the report
@@ -90,7 +91,7 @@ ABLATIONS ?= z_states:method=l_prefix,method.z_input=states raw_scores:method=l_
 reproduce-ablations:
 	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (CoLA/, RTE/, SST-2/)" >&2; exit 2; }
 	for spec in $(ABLATIONS); do name=$${spec%%:*}; overrides=$$(echo $${spec#*:} | tr ',' ' '); \
-	  HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=ablations $$overrides \
+	  HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=ablations $$overrides $(OFFLINE_PARALLEL) \
 	    hydra.sweep.dir=$(ABLATION_SWEEP)/$$name || exit 1; done
 	$(BIN)/ltune report $(dir $(ABLATION_SWEEP))
 

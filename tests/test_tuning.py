@@ -110,6 +110,26 @@ def test_a_sweep_folder_holding_another_configs_unfinished_run_fails_that_job_lo
     assert (folder / "checkpoint.pt").read_bytes() == b"not this sweep's"  # never overwritten
 
 
+def test_a_sweep_run_again_with_changed_settings_fails_its_finished_jobs_instead_of_keeping_them(tmp_path):
+    """Bug: a finished job was skipped whatever its config, so a sweep run again into the same
+    folder with e.g. more steps reported the old runs' numbers as the new settings'. Now the job
+    fails naming the setting; settings that do not change what a run measures still skip."""
+    one = [a.replace("prefix,l_prefix", "prefix").replace("0.001,0.01", "0.001").replace("[1,2]", "[1]")
+           for a in SWEEP]
+    folder = tmp_path / "sweep"
+    sweep(tmp_path, folder, grid=one)
+    metrics = folder / "search" / "prefix_lr0.001_s1" / "metrics.json"
+    before = metrics.read_bytes()
+
+    same = sweep(tmp_path / "elsewhere", folder, grid=[*one, "trainer.num_threads=1"])
+    assert "already finished; skipped" in same.stdout
+
+    changed = sweep(tmp_path, folder, grid=[a.replace("max_steps=6", "max_steps=7") for a in one], expect=1)
+    assert "holds a finished run of another config (it differs in trainer.max_steps)" in changed.stderr
+    assert "job(s) of the sweep failed: search/prefix_lr0.001_s1" in changed.stderr
+    assert metrics.read_bytes() == before  # never overwritten
+
+
 def test_sweeps_of_one_task_at_a_time_into_one_folder_keep_every_cells_tuning(tmp_path):
     """A second sweep into the same folder (another data set) adds its cells to tuning.json; a cell
     swept again is replaced. The report counts reused replicates from tuning.json."""

@@ -50,12 +50,13 @@ def train_task(cfg) -> dict | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     resume = cfg.get("resume") is not None
     if multirun:
-        done = run_files.read_metrics(run_dir)
-        if done is not None:  # the same sweep run again: this job already finished
-            print(f"ltune: {run_dir} already finished; skipped", flush=True)
-            return done
         (run_dir / run_files.FAILED).unlink(missing_ok=True)
     try:
+        if multirun:
+            done = finished_run_of(cfg, run_dir)
+            if done is not None:  # the same sweep run again: this job already finished
+                print(f"ltune: {run_dir} already finished; skipped", flush=True)
+                return done
         if multirun and not resume:
             resume = unfinished_run_of(cfg, run_dir)
         if resume:  # the run continues with the config it started with
@@ -88,22 +89,49 @@ def train_task(cfg) -> dict | None:
     return metrics
 
 
-#: Settings that never change a run's numbers: a run is resumed whatever their values
-#: (a sweep moved with its output root, or run again with another LTUNE_OUTPUT_DIR).
-RESULT_FREE_KEYS = ("resume", "output_root")
+#: Settings that do not change what a run measures: a sweep's finished jobs are kept and its
+#: unfinished ones resumed whatever their values (a sweep moved with its output root, run again with
+#: another LTUNE_OUTPUT_DIR or logger, or with jobs side by side on fewer CPU threads each; threads
+#: change the last bits of floating-point sums, not the protocol).
+RESULT_FREE_KEYS = ("resume", "output_root", "logger", "trainer.num_threads")
+
+
+def saved_differences(cfg, run_dir: Path) -> list[str]:
+    """The settings in which the run saved in ``run_dir`` differs from ``cfg``."""
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / run_files.CONFIG), resolve=True)
+    wanted = OmegaConf.to_container(cfg, resolve=True)
+    return configs.differing_settings(saved, wanted, skip=RESULT_FREE_KEYS)
+
+
+def another_config(run_dir: Path, state: str, differences: list[str]) -> LtuneError:
+    shown = ", ".join(differences[:5]) + (f" and {len(differences) - 5} more" if len(differences) > 5 else "")
+    return LtuneError(f"{run_dir} holds {state} run of another config (it differs in {shown}); give the sweep "
+                      f"another hydra.sweep.dir or remove that folder")
+
+
+def finished_run_of(cfg, run_dir: Path) -> dict | None:
+    """The metrics of a finished run of this very config in ``run_dir`` (None: no finished run).
+    A finished run of another config (the sweep run again with changed settings) is an error:
+    keeping it would report the old settings' numbers under the new ones."""
+    done = run_files.read_metrics(run_dir)
+    if done is None:
+        return None
+    if (run_dir / run_files.CONFIG).is_file():
+        differences = saved_differences(cfg, run_dir)
+        if differences:
+            raise another_config(run_dir, "a finished", differences)
+    return done
 
 
 def unfinished_run_of(cfg, run_dir: Path) -> bool:
     """Whether ``run_dir`` holds an unfinished run (a checkpoint) of this very config."""
     if not (run_dir / run_files.CHECKPOINT).is_file() or not (run_dir / run_files.CONFIG).is_file():
         return False
-    from omegaconf import OmegaConf
-
-    saved = OmegaConf.to_container(OmegaConf.load(run_dir / run_files.CONFIG), resolve=True)
-    wanted = OmegaConf.to_container(cfg, resolve=True)
-    if not configs.same_settings(saved, wanted, skip=RESULT_FREE_KEYS):
-        raise LtuneError(f"{run_dir} holds an unfinished run of another config; give the sweep another "
-                         f"hydra.sweep.dir or remove that folder")
+    differences = saved_differences(cfg, run_dir)
+    if differences:
+        raise another_config(run_dir, "an unfinished", differences)
     return True
 
 

@@ -173,18 +173,25 @@ def compose_checked(overrides: list[str], extra_dirs: list[Path] = ()):
         raise LtuneError(one_line(cause) if isinstance(cause, OmegaConfBaseException) else " ".join(str(err).split())) from None
 
 
-def same_settings(saved: dict, wanted: dict, skip=()) -> bool:
-    """Whether two resolved configs agree on every key both have. A key only one side has was
-    added (or removed) by a later ltune version; the saved run's own config decides its value."""
-    for key in saved.keys() & wanted.keys():
-        if key in skip:
+def differing_settings(saved: dict, wanted: dict, skip=(), prefix: str = "") -> list[str]:
+    """The dotted keys on which two resolved configs disagree, among the keys both have (a key only
+    one side has was added or removed by a later ltune version; the saved run's own config decides
+    its value). ``skip`` holds dotted keys (e.g. ``trainer.num_threads``) never compared."""
+    found = []
+    for key in sorted(saved.keys() & wanted.keys(), key=str):
+        path = f"{prefix}{key}"
+        if path in skip:
             continue
         if isinstance(saved[key], dict) and isinstance(wanted[key], dict):
-            if not same_settings(saved[key], wanted[key]):
-                return False
+            found += differing_settings(saved[key], wanted[key], skip, f"{path}.")
         elif saved[key] != wanted[key]:
-            return False
-    return True
+            found.append(path)
+    return found
+
+
+def same_settings(saved: dict, wanted: dict, skip=()) -> bool:
+    """Whether two resolved configs agree on every key both have (see differing_settings)."""
+    return not differing_settings(saved, wanted, skip)
 
 
 def validate(cfg) -> None:

@@ -1,3 +1,4 @@
+import csv
 import json
 
 import numpy as np
@@ -9,11 +10,12 @@ from ltune.report.stats import paired_difference
 
 
 def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8), settings=None, name=None,
-             predictions=None, stopped=None):
+             predictions=None, stopped=None, trainer=None):
     run = folder / (name or f"{model}_{data}_{method}_{seed}")
     (run / ".hydra").mkdir(parents=True)
     config = {"seed": seed, "run_name": f"{model}_{data}_{method}_s{seed}", "output_root": str(folder),
-              "model": {"name": model}, "data": {"name": data}, "method": {"name": method, **(settings or {})}}
+              "model": {"name": model}, "data": {"name": data}, "method": {"name": method, **(settings or {})},
+              **({"trainer": trainer} if trainer else {})}
     (run / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
     dev = {"accuracy": accuracy, "loss": 0.5, **({"matthews_corr": mcc} if mcc is not None else {})}
     log = [{"step": 10 * (i + 1), "loss": 1.0, "elapsed": 2.0 * (i + 1),
@@ -47,8 +49,10 @@ def test_report_tables_plots_and_failed_runs(tmp_path):
     text = path.read_text()
     # mean 0.81, std 0.0141; t(0.975, 1) = 12.706 -> half width 0.127
     assert "0.810 ± 0.014 [0.683, 0.937] (n=2); paper 0.812, Δ -0.002" in text  # L-prefix, BERT, CoLA
-    assert "0.790 ± 0.000 [0.790, 0.790] (n=1); paper 0.807, Δ -0.017" in text  # prefix
-    assert "0.550 ± 0.000 [0.550, 0.550] (n=1) |" in text  # no paper cell for minilm
+    # One run has no spread: no "± 0.000 [m, m]", which would read as certainty.
+    assert "0.790 (n=1: no spread, no interval); paper 0.807, Δ -0.017" in text  # prefix
+    assert "0.550 (n=1: no spread, no interval) |" in text  # no paper cell for minilm
+    assert "± 0.000" not in text
     assert "## Matthews correlation" in text and "0.420 ± 0.028" in text
     assert "trainer.lr must be positive" in text and "killed_job" in text and "unfinished" in text
     rows = (tmp_path / "results.csv").read_text().splitlines()
@@ -81,8 +85,8 @@ def test_report_averages_only_seed_replicates_of_one_config(tmp_path):
     # Groups are named by their settings that depart from the schema's defaults (prefix's are lr
     # 0.01 and 16 tokens): the default group has the method's plain name.
     assert "| Prefix (P) | 0.710 ± 0.014" in text
-    assert "| Prefix (P) [method.num_virtual_tokens=4] | 0.100 ± 0.000" in text
-    assert "| Prefix (P) [method.lr=0.1, method.num_virtual_tokens=4] | 0.200 ± 0.000" in text
+    assert "| Prefix (P) [method.num_virtual_tokens=4] | 0.100 (n=1" in text
+    assert "| Prefix (P) [method.lr=0.1, method.num_virtual_tokens=4] | 0.200 (n=1" in text
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + 4
 
 
@@ -118,7 +122,7 @@ def test_a_methods_default_runs_keep_one_name_on_tasks_with_and_without_ablation
              name="head_bias")
     text = report(tmp_path).read_text()
     rows = [line for line in text.splitlines() if line.startswith("| L-prefix (LT-P)")]
-    assert rows[0].startswith("| L-prefix (LT-P) | 0.600") and rows[0].count("0.600 ± 0.000") == 2
+    assert rows[0].startswith("| L-prefix (LT-P) | 0.600") and rows[0].count("0.600 (n=1") == 2
     assert any(r.startswith("| L-prefix (LT-P) [method.head_bias=True] | – | 0.800") for r in rows)
     assert any(r.startswith("| L-prefix (LT-P) [method.z_input=states] | – | 0.700") for r in rows)
 
@@ -160,7 +164,7 @@ def test_search_runs_of_a_tuning_sweep_are_not_averaged_and_broken_runs_are_list
     (broken / "metrics.json").write_text('{"method": "prompt", "mo')  # a crash mid-write
     text = report(tmp_path).read_text()
     assert "1 finished runs (and 1 learning-rate search runs, not averaged)" in text
-    assert "0.550 ± 0.000" in text and "0.99" not in text.split("## Accuracy")[1].split("##")[0]
+    assert "0.550 (n=1" in text and "0.99" not in text.split("## Accuracy")[1].split("##")[0]
     assert f"| {broken} | unreadable |" in text
 
 
@@ -170,3 +174,33 @@ def test_stopping_table_prints_small_learning_rates_as_given():
     row = {"model": "minilm", "data": "sst2", "method": "l_prompt", "variant": "", "lr": 0.0003, "budget_steps": 1000,
            "steps": 400.0, "stop_reasons": "early_stopping (3)", "best_step": 250.0, "heldout_best_mean": 0.653}
     assert "| minilm / sst2 | l_prompt | 0.0003 | 1000 |" in stopping_table([row])
+
+
+def test_a_seed_trained_twice_is_one_replicate_not_two(tmp_path):
+    """Bug: two finished runs of one seed (the same command run twice) were averaged as two
+    replicates: n=3 for seeds 1 1 2, a smaller std and interval, and the paired test counted the
+    seed twice. The repeat is now listed, not averaged in."""
+    fake_run(tmp_path, "minilm", "sst2", "prefix", 1, 0.70, name="a_first")
+    fake_run(tmp_path, "minilm", "sst2", "prefix", 1, 0.70, name="b_again")
+    fake_run(tmp_path, "minilm", "sst2", "prefix", 2, 0.80, name="c_seed2")
+    text = report(tmp_path).read_text()
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [(r["runs"], r["seeds"]) for r in rows] == [("2", "1 2")]
+    assert "0.750 ± 0.071" in text and "(n=2)" in text
+    assert "b_again | repeated seed | seed 1 with the same settings as" in text
+
+
+def test_an_l_method_is_not_paired_with_a_twin_trained_with_other_settings(tmp_path):
+    """Bug: an L-method and its twin were paired whenever both had their default method settings,
+    even when trained or scored differently (here 300 vs 1,000 steps): the "L-method vs vanilla
+    twin" test then compared two protocols. Such twins are now named in the report, not tested."""
+    preds = [(i % 2, i % 2) for i in range(20)]
+    for seed in (1, 2):
+        fake_run(tmp_path, "minilm", "sst2", "l_prefix", seed, 0.7, predictions=preds, trainer={"max_steps": 300})
+        fake_run(tmp_path, "minilm", "sst2", "prefix", seed, 0.8, predictions=preds, trainer={"max_steps": 1000})
+        fake_run(tmp_path, "minilm", "sst2", "l_prompt", seed, 0.7, predictions=preds, trainer={"max_steps": 300})
+        fake_run(tmp_path, "minilm", "sst2", "prompt", seed, 0.8, predictions=preds, trainer={"max_steps": 300})
+    text = report(tmp_path).read_text()
+    paired = list(csv.DictReader((tmp_path / "paired.csv").open()))
+    assert [(r["a"], r["b"]) for r in paired] == [("l_prompt", "prompt")]
+    assert "minilm / sst2: l_prefix vs prefix not paired; their runs differ in trainer.max_steps" in text

@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 
 from ltune.errors import LtuneError
-from ltune.report.collect import collect, default_of, is_default_value, replicate_groups
+from ltune.report.collect import collect, default_of, drop_repeated_seeds, is_default_value, replicate_groups
 from ltune.report.plots import plot
 from ltune.report.stats import PAIRED_TEST, first_reaching, mean_ci, paired_difference, per_example_correct
 from ltune.run_files import write_text
@@ -150,7 +150,8 @@ def comparisons(groups: dict[tuple, list[dict]]) -> list[tuple[tuple, tuple, str
         model, data, method, variant = key
         if method not in TWINS or not is_default(key, groups):
             continue
-        twins = [k for k in groups if k[:3] == (model, data, TWINS[method]) and is_default(k, groups)]
+        twins = [k for k in groups if k[:3] == (model, data, TWINS[method]) and is_default(k, groups)
+                 and not twin_mismatch(groups[key], groups[k])]
         if len(twins) == 1:
             pairs.append((key, twins[0], "L-method vs vanilla twin"))
     keys = list(groups)
@@ -165,6 +166,29 @@ def comparisons(groups: dict[tuple, list[dict]]) -> list[tuple[tuple, tuple, str
             changed, base = (b, a) if str(groups[a][0]["settings"].get(setting)) == str(default) else (a, b)
             pairs.append((changed, base, f"{setting} changed (B: default)"))
     return pairs
+
+
+def twin_mismatch(a: list[dict], b: list[dict]) -> list[str]:
+    """The settings outside the method (model, data, trainer but the learning rate) in which an
+    L-method's runs and its twin's differ: runs trained or scored differently are no pair."""
+    sa, sb = a[0]["settings"], b[0]["settings"]
+    return sorted(k for k in sa.keys() | sb.keys()
+                  if not k.startswith("method.") and k != "trainer.lr" and sa.get(k) != sb.get(k))
+
+
+def unpaired_twins(groups: dict[tuple, list[dict]]) -> list[str]:
+    """Lines for the report: L-method groups whose twin exists but was trained or scored with other
+    settings, so no paired test was made."""
+    lines = []
+    for key in groups:
+        if key[2] not in TWINS or not is_default(key, groups):
+            continue
+        for twin in (k for k in groups if k[:3] == (*key[:2], TWINS[key[2]]) and is_default(k, groups)):
+            differences = twin_mismatch(groups[key], groups[twin])
+            if differences:
+                lines.append(f"{key[0]} / {key[1]}: {_name(key)} vs {_name(twin)} not paired; their runs differ in "
+                             + ", ".join(differences))
+    return lines
 
 
 def is_default(key: tuple, groups: dict) -> bool:
@@ -218,8 +242,11 @@ def accuracy_table(rows: list[dict], metric: str = "accuracy") -> str:
             if r is None or f"dev_{metric}_mean" not in r:
                 cells.append("–")
                 continue
-            cell = (f"{r[f'dev_{metric}_mean']:.3f} ± {r[f'dev_{metric}_std']:.3f} "
-                    f"[{r[f'dev_{metric}_ci_low']:.3f}, {r[f'dev_{metric}_ci_high']:.3f}] (n={r['runs']})")
+            if r[f"dev_{metric}_std"] is None:
+                cell = f"{r[f'dev_{metric}_mean']:.3f} (n=1: no spread, no interval)"
+            else:
+                cell = (f"{r[f'dev_{metric}_mean']:.3f} ± {r[f'dev_{metric}_std']:.3f} "
+                        f"[{r[f'dev_{metric}_ci_low']:.3f}, {r[f'dev_{metric}_ci_high']:.3f}] (n={r['runs']})")
             if metric == "accuracy" and r["paper_accuracy"] is not None:
                 cell += f"; paper {r['paper_accuracy']:.3f}, Δ {r['delta_vs_paper']:+.3f}"
             cells.append(cell)
@@ -316,6 +343,7 @@ def report(folder: Path) -> Path:
     finished = [r for r in finished if r["stage"] != "search"]
     if not finished:
         raise LtuneError(f"no finished runs (metrics.json) under {folder}")
+    finished, repeats = drop_repeated_seeds(finished)
     groups = replicate_groups(finished)
     rows = summarise(groups)
     add_vanilla_targets(rows, groups)
@@ -324,14 +352,15 @@ def report(folder: Path) -> Path:
     if paired:
         write_text(folder / "paired.csv", _csv(paired))
     plots = plot(groups, paired, folder)
-    write_text(folder / "report.md", markdown(folder, rows, paired, plots, problems, len(finished), len(searched)))
+    write_text(folder / "report.md", markdown(folder, rows, paired, plots, problems + repeats, len(finished),
+                                              len(searched), unpaired_twins(groups)))
     return folder / "report.md"
 
 
-def markdown(folder, rows, paired, plots, problems, finished: int, searched: int) -> str:
+def markdown(folder, rows, paired, plots, problems, finished: int, searched: int, unpaired=()) -> str:
     parts = [f"# ltune report: {folder}", "",
              f"{finished} finished runs" + (f" (and {searched} learning-rate search runs, not averaged)" if searched else "")
-             + f"; {len(problems)} failed, unfinished or unreadable (listed below, not averaged in).",
+             + f"; {len(problems)} failed, unfinished, unreadable or repeated (listed below, not averaged in).",
              "Dev accuracy as mean ± std over seed replicates, the 95% confidence interval of the mean (Student's t) "
              "and n; replicates share every setting but the seed. Checkpoints and learning rates were selected on a "
              "held-out slice of the training split, never on dev. Paper = Table 1 of arXiv 2402.01643 where it has "
@@ -344,6 +373,8 @@ def markdown(folder, rows, paired, plots, problems, finished: int, searched: int
             parts += ["", f"## {title} (dev)", "", accuracy_table([r for r in rows if f"dev_{metric}_mean" in r], metric)]
     if paired:
         parts += ["", "## Paired comparisons (dev, same examples)", "", f"Test: {PAIRED_TEST}", "", paired_table(paired)]
+    if unpaired:
+        parts += ["", "## Twins not compared", "", *[f"- {line}" for line in unpaired]]
     parts += ["", "## Where the runs stopped", "", stopping_table(rows), "", "## Efficiency", "", efficiency_table(rows), "",
               f"Own plateau: the run's best held-out accuracy; steps/seconds: the first held-out evaluation reaching "
               f"{PLATEAU_FRACTION:.0%} of it. Best vanilla plateau: the highest mean best held-out accuracy of prefix or "
@@ -356,6 +387,6 @@ def markdown(folder, rows, paired, plots, problems, finished: int, searched: int
               "not levels across the two families.", ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     if problems:
-        parts += ["", "## Failed, unfinished or unreadable runs", "", "| run | status | error |", "|---|---|---|"]
+        parts += ["", "## Failed, unfinished, unreadable or repeated runs", "", "| run | status | error |", "|---|---|---|"]
         parts += [f"| {p['run_dir']} | {p['status']} | {p.get('error', '')} |" for p in problems]
     return "\n".join(parts) + "\n"

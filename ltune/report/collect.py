@@ -119,6 +119,23 @@ def is_default_value(value, key: str, method: str) -> bool:
     return str(value) == str(default_of(key, method))
 
 
+def drop_repeated_seeds(finished: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(runs, repeats): a run with the same model, data, method, settings and seed as an earlier
+    one (by folder name) is the same replicate trained again; counting it twice would shrink the
+    spread and the interval. Repeats are listed in the report, not averaged in."""
+    kept, repeats, seen = [], [], {}
+    for run in sorted(finished, key=lambda r: r["run_dir"]):
+        key = (run["model"], run["data"], run["method"], run["seed"],
+               json.dumps(run["settings"], sort_keys=True, default=str))
+        if key in seen:
+            repeats.append({"run_dir": run["run_dir"], "status": "repeated seed",
+                            "error": f"seed {run['seed']} with the same settings as {seen[key]}; counted once"})
+        else:
+            seen[key] = run["run_dir"]
+            kept.append(run)
+    return kept, repeats
+
+
 def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
     """Runs grouped as seed replicates: same model, data, method and every other setting.
 

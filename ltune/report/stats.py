@@ -19,14 +19,14 @@ PAIRED_TEST = (
 )
 
 
-def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """(mean, sample std, CI low, CI high): Student's t interval over independent seeds; the
-    interval is (mean, mean) for a single run."""
+def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float | None, float | None, float | None]:
+    """(mean, sample std, CI low, CI high): Student's t interval over independent seeds. One run
+    has no spread to estimate: std and interval are None (not 0, which would read as certainty)."""
     from scipy import stats
 
     mean = statistics.fmean(values)
     if len(values) < 2:
-        return mean, 0.0, mean, mean
+        return mean, None, None, None
     std = statistics.stdev(values)
     half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * std / math.sqrt(len(values))
     return mean, std, mean - half, mean + half

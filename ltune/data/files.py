@@ -100,9 +100,19 @@ def read_glue_tsv(path: Path, columns: list[str] | None = None) -> list[dict[str
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise LtuneError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    reader = csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
+    reader = csv.reader(text.split("\n"), delimiter="\t", quoting=csv.QUOTE_NONE)
     header = columns or next(reader)
-    return [dict(zip(header, row)) for row in reader if row]
+    rows = []
+    for number, row in enumerate(reader, start=1 if columns else 2):
+        if not row or row == [""] or row == ["\r"]:
+            continue
+        if row[-1].endswith("\r"):
+            row[-1] = row[-1][:-1]
+        if len(row) != len(header):  # a stray tab (or a missing field) shifts every later column
+            raise LtuneError(f"{path} line {number}: {len(row)} tab-separated fields where there should be "
+                             f"{len(header)} ({', '.join(header)}); fix or remove that line")
+        rows.append(dict(zip(header, row)))
+    return rows
 
 
 def _read_parquet(path: Path) -> list[dict]:

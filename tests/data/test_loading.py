@@ -181,6 +181,23 @@ def test_glue_folder_reads_the_split_it_is_asked_for(tmp_path):
         load_task(data_cfg("rte", glue_dir=str(tmp_path), eval_split="dev_typo"), seed=0)
 
 
+def test_a_glue_tsv_row_with_a_stray_tab_is_refused_not_shifted(tmp_path):
+    """Bug: a GLUE TSV row with an extra tab was read with its columns shifted (zip dropped the
+    last field): here the hypothesis became "entailment" and the label "junk". Now one line names
+    the file and row. Rows whose text holds a Unicode line separator stay one row."""
+    header = ["index", "sentence1", "sentence2", "label"]
+    write_tsv(tmp_path / "RTE" / "dev.tsv", header, [[str(i), f"p\u2028{i}", "h", "entailment"] for i in range(5)])
+    rows = [[str(i), "p", "h", "not_entailment"] for i in range(30)]
+    rows[6] = ["6", "a premise", "with a tab", "entailment", "junk"]
+    write_tsv(tmp_path / "RTE" / "train.tsv", header, rows)
+    with pytest.raises(LtuneError, match=r"train.tsv line 8: 5 tab-separated fields where there should be 4"):
+        load_task(data_cfg("rte", glue_dir=str(tmp_path)), seed=0)
+    rows[6] = ["6", "a premise", "h", "entailment"]
+    write_tsv(tmp_path / "RTE" / "train.tsv", header, rows)
+    task = load_task(data_cfg("rte", glue_dir=str(tmp_path)), seed=0)
+    assert [e.texts[0] for e in task.dev] == [f"p\u2028{i}" for i in range(5)]
+
+
 @pytest.mark.parametrize("rows,overrides,message", [
     ([{"sentence": "a", "label": 0}] * 20, {"label_names": ["neg", "neg"], "labels_are_indices": True},
      "lists label name(s) ['neg'] more than once"),

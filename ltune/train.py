@@ -54,6 +54,9 @@ class Runtime:
     parallel: bool  # data parallel over several processes
     precision: str
     started: float
+    #: Training wall-clock of the processes before a resume (from the checkpoint): the run's total
+    #: counts it (their set-up and the steps redone after the checkpoint are not counted).
+    before_resume: float = 0.0
 
 
 def set_up_runtime(cfg: DictConfig) -> Runtime:
@@ -416,7 +419,8 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
             "time_to_best_seconds": best["seconds"],
             "eval_seconds": eval_seconds,
             "eval_seconds_per_example": eval_seconds / max(len(task.dev), 1),
-            "total_seconds": time.perf_counter() - runtime.started,
+            "total_seconds": time.perf_counter() - runtime.started + runtime.before_resume,
+            "seconds_before_resume": runtime.before_resume,
         },
         "peak_memory_mb": peak_memory_mb(runtime.device),
         "steps": state.step,
@@ -478,6 +482,7 @@ def _run(cfg: DictConfig, run_dir: Path, tracker, resume: bool) -> dict:
     state, pending_rng = TrainState.fresh(loaders), None
     if resume:
         state, pending_rng = TrainState.restore(run_dir / run_files.CHECKPOINT, components.method, optimisation)
+        runtime.before_resume = state.elapsed
         if runtime.main:
             run_files.truncate_log(run_dir / run_files.LOG, state.step)
             print(f"ltune: resuming {run_dir} at step {state.step}", flush=True)

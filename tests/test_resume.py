@@ -74,6 +74,13 @@ def test_sigkill_then_resume_auto_ends_exactly_like_an_uninterrupted_run(tmp_pat
     assert metrics["selection"] == uninterrupted[0]["selection"]
     assert log == uninterrupted[1]  # every step's loss and every held-out evaluation, bit for bit
     assert not (run / "checkpoint.pt").exists()  # a finished run keeps only its selected parameters
+    # Bug: total_seconds counted only the resumed process, so it could be shorter than the run's
+    # training time (a negative share outside steps). It now adds the wall-clock before the resume.
+    timing = metrics["timing"]
+    step6 = next(json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()
+                 if json.loads(line)["step"] == 6)
+    assert timing["seconds_before_resume"] >= step6["elapsed"]  # the checkpoint at step 6 came after its log line
+    assert timing["total_seconds"] >= timing["train_seconds"] >= timing["seconds_before_resume"]
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, uninterrupted):

@@ -130,7 +130,7 @@ def add_vanilla_targets(rows: list[dict], groups: dict[tuple, list[dict]]) -> No
                     "reached_vanilla_plateau": f"{sum(s is not None for s, _ in reached)}/{len(reached)}"})
 
 
-def differing_settings(a: list[dict], b: list[dict]) -> list[str]:
+def settings_apart(a: list[dict], b: list[dict]) -> list[str]:
     """The keys in which two replicate groups differ; a tuning sweep's chosen lr is a result, so it
     is left out when both groups were tuned."""
     sa, sb = a[0]["settings"], b[0]["settings"]
@@ -147,11 +147,7 @@ def comparisons(groups: dict[tuple, list[dict]]) -> list[tuple[tuple, tuple, str
       setting such as the precision): A is the changed setting, B has the schema's default."""
     pairs = []
     for key in groups:
-        model, data, method, variant = key
-        if method not in TWINS or not is_default(key, groups):
-            continue
-        twins = [k for k in groups if k[:3] == (model, data, TWINS[method]) and is_default(k, groups)
-                 and not twin_mismatch(groups[key], groups[k])]
+        twins = [k for k in default_twins(key, groups) if not twin_mismatch(groups[key], groups[k])]
         if len(twins) == 1:
             pairs.append((key, twins[0], "L-method vs vanilla twin"))
     keys = list(groups)
@@ -159,13 +155,22 @@ def comparisons(groups: dict[tuple, list[dict]]) -> list[tuple[tuple, tuple, str
         for b in keys[i + 1:]:
             if a[:3] != b[:3]:
                 continue
-            differing = differing_settings(groups[a], groups[b])
+            differing = settings_apart(groups[a], groups[b])
             if len(differing) != 1:
                 continue
             setting, default = differing[0], default_of(differing[0], a[2])
             changed, base = (b, a) if str(groups[a][0]["settings"].get(setting)) == str(default) else (a, b)
             pairs.append((changed, base, f"{setting} changed (B: default)"))
     return pairs
+
+
+def default_twins(key: tuple, groups: dict[tuple, list[dict]]) -> list[tuple]:
+    """For an L-method group with the paper's settings, the groups of its vanilla twin (l_prefix:
+    prefix, l_prompt: prompt) in the same model and data with the schema's settings; else none."""
+    model, data, method, _ = key
+    if method not in TWINS or not is_default(key, groups):
+        return []
+    return [k for k in groups if k[:3] == (model, data, TWINS[method]) and is_default(k, groups)]
 
 
 def twin_mismatch(a: list[dict], b: list[dict]) -> list[str]:
@@ -181,9 +186,7 @@ def unpaired_twins(groups: dict[tuple, list[dict]]) -> list[str]:
     settings, so no paired test was made."""
     lines = []
     for key in groups:
-        if key[2] not in TWINS or not is_default(key, groups):
-            continue
-        for twin in (k for k in groups if k[:3] == (*key[:2], TWINS[key[2]]) and is_default(k, groups)):
+        for twin in default_twins(key, groups):
             differences = twin_mismatch(groups[key], groups[twin])
             if differences:
                 lines.append(f"{key[0]} / {key[1]}: {_name(key)} vs {_name(twin)} not paired; their runs differ in "

@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -134,6 +135,7 @@ def gguf_as_safetensors(folder: Path, gguf_file: str) -> tuple[Path, bool]:
     target = root / "gguf" / f"{source.stem}-{stat.st_size}-{int(stat.st_mtime)}-transformers{transformers.__version__}"
     if (target / "config.json").is_file():
         return target, True
+    scratch = None
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
         model = AutoModel.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
@@ -148,8 +150,16 @@ def gguf_as_safetensors(folder: Path, gguf_file: str) -> tuple[Path, bool]:
         config.pop("quantization_config", None)
         (scratch / "config.json").write_text(json.dumps(config, indent=2))
         tokenizer.save_pretrained(scratch)
-        os.replace(scratch, target)
+        try:
+            os.replace(scratch, target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+            # Another process (a parallel sweep job) converted the same file first: use its copy.
+            shutil.rmtree(scratch, ignore_errors=True)
     except OSError as err:  # a read-only or full cache: load the GGUF file itself every time
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         print(f"ltune: cannot cache the converted GGUF weights in {target.parent} ({err}); "
               f"loading the GGUF file directly (set LTUNE_CACHE_DIR to a writable folder)", flush=True)
         return folder, False

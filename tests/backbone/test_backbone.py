@@ -1,3 +1,6 @@
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -178,3 +181,48 @@ def test_the_prefix_reaches_the_model_under_this_transformers_version():
         backbone = tiny_backbone(family)
         if backbone.arch.prefix_entry == "cache":
             assert cache_argument(type(backbone.model)) in ("cache", "past_key_values")
+
+
+def fake_gguf_source(tmp_path, monkeypatch):
+    """A folder with a .gguf file whose 'conversion' gives a tiny BERT (no real GGUF read)."""
+    from ltune.backbone import loading
+    from tests.tiny import tokenizer
+
+    source = tmp_path / "weights"
+    source.mkdir()
+    (source / "model.gguf").write_bytes(b"GGUF")
+    monkeypatch.setenv("LTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    words, model = tokenizer(), tiny_backbone("bert").model
+    monkeypatch.setattr(loading.AutoTokenizer, "from_pretrained", lambda *a, **k: words)
+    monkeypatch.setattr(loading.AutoModel, "from_pretrained", lambda *a, **k: model)
+    return loading, source
+
+
+def test_a_gguf_conversion_that_another_job_finished_first_uses_that_copy(tmp_path, monkeypatch, capsys):
+    """Two sweep jobs side by side convert the same GGUF file; the one that finishes second finds
+    the cache folder taken. It loads the winner's copy and leaves no scratch folder behind (it used
+    to fall back to the GGUF file, converting it once more, and keep ~0.5 GB of scratch)."""
+    loading, source = fake_gguf_source(tmp_path, monkeypatch)
+    real_replace = os.replace
+
+    def other_job_wins(scratch, target):
+        shutil.copytree(scratch, target)  # the other job's copy lands first
+        real_replace(scratch, target)  # raises: the target is a non-empty folder
+
+    monkeypatch.setattr(loading.os, "replace", other_job_wins)
+    folder, converted = loading.gguf_as_safetensors(source, "model.gguf")
+    assert converted and (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no scratch folder left
+    assert "cannot cache" not in capsys.readouterr().out
+
+
+def test_a_cache_that_cannot_be_written_loads_the_gguf_file_and_leaves_no_scratch(tmp_path, monkeypatch, capsys):
+    loading, source = fake_gguf_source(tmp_path, monkeypatch)
+
+    def full_disk(scratch, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loading.os, "replace", full_disk)
+    assert loading.gguf_as_safetensors(source, "model.gguf") == (source, False)
+    assert list((tmp_path / "cache" / "gguf").iterdir()) == []
+    assert "ltune: cannot cache the converted GGUF weights" in capsys.readouterr().out

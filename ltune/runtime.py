@@ -56,6 +56,25 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has native bf16 kernels: a CUDA card that supports bf16, a CPU with
+    oneDNN's bf16 path (AVX-512 or AMX). On a CPU without it (e.g. AVX2 only) bf16 autocast is
+    emulated and far slower than fp32: 25x per matrix product on an AVX2 EPYC (docs/benchmarks.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return True  # not known: the user's choice stands
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
+def fast_precision(device: str = "cpu") -> str:
+    """The quicker trainer.precision on ``device``: bf16 where it is native, else fp32."""
+    return "bf16" if native_bf16(torch.device(device)) else "fp32"
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20

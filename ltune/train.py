@@ -40,8 +40,8 @@ from ltune.evaluation import Predictions, autocast, evaluate, predict_scores, sc
 from ltune.loggers import NoLogger, make_logger
 from ltune.methods import build_method
 from ltune.methods.base import TuningMethod
-from ltune.runtime import (build_optimizer, compile_backbone, is_main_process, peak_memory_mb, pick_device, place,
-                           restore_rng_states, rng_states, seed_everything)
+from ltune.runtime import (build_optimizer, compile_backbone, is_main_process, native_bf16, peak_memory_mb, pick_device,
+                           place, restore_rng_states, rng_states, seed_everything)
 
 
 # -- stages ---------------------------------------------------------------------------------
@@ -67,8 +67,12 @@ def set_up_runtime(cfg: DictConfig) -> Runtime:
     accelerator = Accelerator(cpu=pick_device(cfg.trainer.device).type == "cpu")
     if cfg.trainer.get("num_threads"):
         torch.set_num_threads(int(cfg.trainer.num_threads))  # parallel local jobs: threads = cores / jobs
-    return Runtime(accelerator, accelerator.device, is_main_process(), accelerator.num_processes > 1,
-                   str(cfg.trainer.precision), started)
+    main, precision = is_main_process(), str(cfg.trainer.precision)
+    if precision == "bf16" and main and not native_bf16(accelerator.device):
+        print(f"ltune: warning: trainer.precision=bf16 on a {accelerator.device.type} without native bf16 kernels is "
+              f"emulated, many times slower than fp32 (25x measured on an AVX2-only CPU); "
+              f"trainer.precision=fp32 is the fast choice here", flush=True)
+    return Runtime(accelerator, accelerator.device, main, accelerator.num_processes > 1, precision, started)
 
 
 @dataclasses.dataclass
@@ -170,7 +174,7 @@ class TrainState:
     evaluations_without_gain: int = 0  # since the best held-out evaluation (early stopping)
     stop_reason: str | None = None
     best: dict = dataclasses.field(
-        default_factory=lambda: {"step": 0, "accuracy": -1.0, "state": None, "seconds": 0.0, "metrics": None})
+        default_factory=lambda: {"step": 0, "score": float("-inf"), "state": None, "seconds": 0.0, "metrics": None})
     epoch_start_rng: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -196,6 +200,9 @@ class TrainState:
         optimisation.optimizer.load_state_dict(saved["optimizer"])
         optimisation.scheduler.load_state_dict(saved["scheduler"])
         fields = {f.name for f in dataclasses.fields(cls)}
+        best = saved["state"].get("best", {})
+        if "score" not in best and "accuracy" in best:  # a checkpoint written before trainer.select_on
+            best["score"] = best.pop("accuracy")
         return cls(**{k: v for k, v in saved["state"].items() if k in fields}), saved["rng"]
 
     def start_epoch(self, loaders: Loaders):
@@ -235,21 +242,22 @@ def train_step(model, batch: dict, runtime: Runtime, optimisation: Optimisation,
 
 
 def evaluate_and_select(components: Components, loaders: Loaders, runtime: Runtime, state: TrainState,
-                        clock_start: float, min_delta: float = 0.0) -> dict:
-    """Evaluate on the held-out slice; keep the parameters if they are the best so far, and count
-    the evaluations since the last gain of more than ``min_delta`` (early stopping)."""
+                        clock_start: float, select_on: str = "accuracy", min_delta: float = 0.0) -> dict:
+    """Evaluate on the held-out slice; keep the parameters if their ``select_on`` metric is the
+    best so far, and count the evaluations since its last gain of more than ``min_delta`` (early
+    stopping)."""
     tick = time.perf_counter()
     heldout = evaluate(components.method, loaders.heldout, runtime.device, components.task.metrics, "held-out",
                        runtime.precision, loaders.gather)
     state.heldout_seconds += time.perf_counter() - tick
-    if heldout["accuracy"] > state.best["accuracy"] + min_delta:
+    if heldout[select_on] > state.best["score"] + min_delta:
         state.evaluations_without_gain = 0
     else:
         state.evaluations_without_gain += 1
-    if heldout["accuracy"] > state.best["accuracy"]:
+    if heldout[select_on] > state.best["score"]:
         state.best = {
             "step": state.step,
-            "accuracy": heldout["accuracy"],
+            "score": heldout[select_on],
             "metrics": heldout,
             "state": copy.deepcopy(components.method.trainable_state_dict()),
             "seconds": time.perf_counter() - clock_start,
@@ -351,13 +359,15 @@ def after_step(loop: Loop, record: dict, clock_start: float, progress, interrupt
     progress.update(1)
     progress.set_postfix(loss=f"{record['loss']:.4f}")
     if state.step % cfg.trainer.eval_every == 0 or state.step == total:
+        select_on = cfg.trainer.select_on
         record["heldout"] = evaluate_and_select(loop.components, loop.loaders, loop.runtime, state, clock_start,
-                                                cfg.trainer.min_delta)
+                                                select_on, cfg.trainer.min_delta)
         if loop.runtime.main:
-            progress.write(f"step {state.step}: loss {record['loss']:.4f}, held-out accuracy "
-                           f"{record['heldout']['accuracy']:.4f} (best {state.best['accuracy']:.4f} at step "
+            progress.write(f"step {state.step}: loss {record['loss']:.4f}, held-out {select_on} "
+                           f"{record['heldout'][select_on]:.4f} (best {state.best['score']:.4f} at step "
                            f"{state.best['step']})")
-        if cfg.trainer.patience and state.evaluations_without_gain >= cfg.trainer.patience and state.step < total:
+        if (cfg.trainer.patience and state.evaluations_without_gain >= cfg.trainer.patience
+                and cfg.trainer.min_steps <= state.step < total):
             state.stop_reason = "early_stopping"
             if loop.runtime.main:
                 progress.write(f"ltune: early stopping at step {state.step}: no held-out gain in "
@@ -404,11 +414,12 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
         "paper_formula_params": method.paper_trainable_params(),
         "total_params": sum(p.numel() for p in method.parameters()),
         "dev": dev,
-        "selection": {"split": "heldout", "metric": "accuracy", "best_step": best["step"],
-                      "accuracy": best["accuracy"], "metrics": best["metrics"]},
+        "selection": {"split": "heldout", "metric": cfg.trainer.select_on, "best_step": best["step"],
+                      "score": best["score"], "accuracy": best["metrics"]["accuracy"], "metrics": best["metrics"]},
         "stopped": {"step": state.step, "budget_steps": loop.optimisation.total_steps,
                     "reason": state.stop_reason or ("epochs" if cfg.trainer.epochs else "max_steps"),
-                    "evaluations_without_gain": state.evaluations_without_gain, "patience": cfg.trainer.patience},
+                    "evaluations_without_gain": state.evaluations_without_gain, "patience": cfg.trainer.patience,
+                    "min_steps": cfg.trainer.min_steps},
         "timing": {
             "train_seconds": train_seconds,
             "seconds_per_step": state.step_seconds / state.step,

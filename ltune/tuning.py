@@ -3,8 +3,8 @@
 1. Search: every cell of the grid (e.g. model x data x method) trains once per learning rate of
    its method's own search space (``method.lr_search``: the same number of points for every
    method) and per search seed.
-2. Select: per cell, the learning rate with the best mean held-out accuracy (the held-out slice
-   of the training split; dev is never read). Written to ``<sweep>/tuning.json`` and
+2. Select: per cell, the learning rate with the best mean held-out score (``trainer.select_on``,
+   accuracy unless set; the held-out slice of the training split; dev is never read). Written to ``<sweep>/tuning.json`` and
    ``tuning.md`` next to the results.
 3. Replicate: the chosen learning rate with every replicate seed.
 
@@ -28,8 +28,9 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-#: The metric the search compares (held-out, from each run's metrics.json).
-SELECTION = "held-out accuracy (best evaluation of the run)"
+def selection_text(metric: str) -> str:
+    """What the search compares: each run's best held-out ``metric`` (its metrics.json)."""
+    return f"held-out {metric} (best evaluation of the run)"
 
 
 #: Config groups: a cell names its choice of these by value.
@@ -140,16 +141,19 @@ class TuneSweeper(Sweeper):
         return None
 
     def select(self, cells, spaces, search_jobs: list[Job], sweep_dir: Path) -> dict:
-        """Per cell: the learning rate with the best mean held-out accuracy over the search seeds
-        (ties: the smaller learning rate). Written to tuning.json and tuning.md."""
+        """Per cell: the learning rate with the best mean held-out score (the metric the runs
+        selected on, trainer.select_on) over the search seeds (ties: the smaller learning rate).
+        Written to tuning.json and tuning.md."""
         tuning = {}
         for cell in cells:
-            scores = {}
+            scores, metrics = {}, set()
             for lr in spaces[cell]:
                 found = [job.metrics(sweep_dir) for job in search_jobs
                          if job.cell == cell and f"trainer.lr={lr_text(lr)}" in job.overrides]
-                accuracies = [m["selection"]["accuracy"] for m in found if m]
-                scores[lr] = statistics.fmean(accuracies) if accuracies else None
+                found = [m["selection"] for m in found if m]
+                metrics |= {s.get("metric", "accuracy") for s in found}
+                values = [s.get("score", s["accuracy"]) for s in found]
+                scores[lr] = statistics.fmean(values) if values else None
             valid = {lr: s for lr, s in scores.items() if s is not None}
             if not self.search:
                 chosen = spaces[cell][0]
@@ -160,7 +164,8 @@ class TuneSweeper(Sweeper):
             reused = [f"search/{self.name(cell)}_lr{lr_text(chosen)}_s{seed}" for seed in self.seeds
                       if self.search and self.reuse_search_runs and chosen is not None and seed in self.search_seeds]
             tuning[cell] = {"cell": list(cell), "name": self.name(cell), "search_space": spaces[cell],
-                            "heldout_accuracy": {lr_text(lr): s for lr, s in scores.items()},
+                            "selected_on": "/".join(sorted(metrics)) or "accuracy",
+                            "heldout_score": {lr_text(lr): s for lr, s in scores.items()},
                             "chosen_lr": chosen, "search_seeds": self.search_seeds, "seeds": self.seeds,
                             "searched": self.search, "reused_runs": reused}
         write_tuning(sweep_dir, list(tuning.values()))
@@ -180,15 +185,20 @@ def write_tuning(sweep_dir: Path, entries: list[dict]) -> None:
     names = {e["name"] for e in entries}
     entries = sorted([e for e in earlier if isinstance(e, dict) and e.get("name") not in names] + entries,
                      key=lambda e: e["name"])
-    write_json(sweep_dir / "tuning.json", {"selection": SELECTION, "cells": entries})
+    metrics = sorted({e.get("selected_on", "accuracy") for e in entries}) or ["accuracy"]
+    selection = selection_text(" or ".join(metrics))
+    write_json(sweep_dir / "tuning.json", {"selection": selection, "cells": entries})
     lines = ["# Learning-rate search", "",
-             f"Chosen per cell by {SELECTION} on the held-out slice of the training split "
+             f"Chosen per cell by {selection} on the held-out slice of the training split "
              f"(mean over search seeds {entries[0]['search_seeds'] if entries else []}); dev is not read."
              + (" The search run at the chosen lr with a replicate seed is that replicate (reused, not retrained)."
                 if any(e["reused_runs"] for e in entries) else ""), "",
-             "| cell | search space | held-out accuracy per lr | chosen lr |", "|---|---|---|---|"]
+             "| cell | search space | selected on | held-out score per lr | chosen lr |", "|---|---|---|---|---|"]
     for e in entries:
-        scores = ", ".join(f"{lr}: {'failed' if s is None else f'{s:.3f}'}" for lr, s in e["heldout_accuracy"].items())
+        # tuning.json cells written before trainer.select_on hold heldout_accuracy
+        per_lr = e.get("heldout_score", e.get("heldout_accuracy", {}))
+        scores = ", ".join(f"{lr}: {'failed' if s is None else f'{s:.3f}'}" for lr, s in per_lr.items())
         chosen = "–" if e["chosen_lr"] is None else lr_text(e["chosen_lr"])
-        lines.append(f"| {e['name']} | {', '.join(lr_text(x) for x in e['search_space'])} | {scores} | {chosen} |")
+        lines.append(f"| {e['name']} | {', '.join(lr_text(x) for x in e['search_space'])} | "
+                     f"{e.get('selected_on', 'accuracy')} | {scores} | {chosen} |")
     write_text(sweep_dir / "tuning.md", "\n".join(lines) + "\n")

@@ -90,6 +90,16 @@ def test_default_train_writes_the_run_contract(tmp_path):
                                      "this text is about music"}
 
 
+def test_early_stopping_waits_for_the_minimum_steps(tmp_path):
+    """min_delta 1 means no evaluation after the first is a gain: patience 1 alone stops at step 6;
+    with min_steps 9 the run trains on to step 9."""
+    ltune("train", *SHORT, "trainer.max_steps=12", "trainer.patience=1", "trainer.min_delta=1", "trainer.min_steps=9",
+          tmp_path=tmp_path)
+    (run,) = run_dirs(tmp_path)
+    stopped = json.loads((run / "metrics.json").read_text())["stopped"]
+    assert (stopped["step"], stopped["reason"], stopped["min_steps"]) == (9, "early_stopping", 9)
+
+
 def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
     ltune("train", "-m", "method=l_prompt,prompt", *SHORT, tmp_path=tmp_path)
     metrics = sorted((tmp_path / "outputs" / "multirun").glob("*/*/metrics.json"))

@@ -91,3 +91,52 @@ def test_label_texts_are_encoded_where_the_backbone_will_run(monkeypatch, tmp_pa
     with pytest.raises(Built):
         ltune.train.train(cfg, tmp_path / "run")
     assert seen == [(torch.device("meta"), torch.device("meta"))]
+
+
+@pytest.mark.parametrize("select_on, best_step, without_gain", [("accuracy", 10, 2), ("matthews_corr", 20, 1)])
+def test_the_best_held_out_evaluation_is_chosen_by_the_selection_metric(monkeypatch, select_on, best_step, without_gain):
+    """On CoLA the majority class wins on accuracy (MCC 0); select_on=matthews_corr keeps the
+    evaluation that classifies, and counts early stopping on that metric."""
+    from types import SimpleNamespace
+
+    from ltune import train
+
+    scripted = iter([{"accuracy": 0.70, "matthews_corr": 0.0}, {"accuracy": 0.66, "matthews_corr": 0.21},
+                     {"accuracy": 0.69, "matthews_corr": 0.12}])
+    monkeypatch.setattr(train, "evaluate", lambda *args, **kwargs: next(scripted))
+    weight = torch.zeros(1)
+    components = SimpleNamespace(method=SimpleNamespace(trainable_state_dict=lambda: {"w": weight}),
+                                 task=SimpleNamespace(metrics=["accuracy", "matthews_corr"]))
+    loaders = SimpleNamespace(heldout=None, gather=None)
+    runtime = SimpleNamespace(device="cpu", precision="fp32")
+    state = train.TrainState()
+    for step in (10, 20, 30):
+        state.step = step
+        weight.fill_(step)
+        train.evaluate_and_select(components, loaders, runtime, state, 0.0, select_on)
+    assert state.best["step"] == best_step and state.best["state"]["w"].item() == best_step
+    assert state.evaluations_without_gain == without_gain
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_the_fast_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, native, expected):
+    from ltune import runtime
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    assert runtime.native_bf16(torch.device("cpu")) is native
+    assert runtime.fast_precision("cpu") == expected
+
+
+@pytest.mark.parametrize("precision, native, warned", [("bf16", False, True), ("bf16", True, False),
+                                                        ("fp32", False, False)])
+def test_bf16_asked_of_a_cpu_without_native_bf16_is_kept_with_a_warning(monkeypatch, capsys, precision, native, warned):
+    """bf16 autocast on an AVX2-only CPU is emulated (25x slower matrix products, measured): the run
+    keeps the precision it was asked for (its numbers depend on it) and says so in one line."""
+    from omegaconf import OmegaConf
+
+    from ltune import train
+
+    monkeypatch.setattr(train, "native_bf16", lambda device: native)
+    cfg = OmegaConf.create({"seed": 1, "trainer": {"device": "cpu", "num_threads": None, "precision": precision}})
+    assert train.set_up_runtime(cfg).precision == precision
+    assert ("ltune: warning: trainer.precision=bf16 on a cpu without native bf16 kernels" in capsys.readouterr().out) is warned

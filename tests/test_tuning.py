@@ -46,7 +46,7 @@ def complete(tmp_path_factory):
 def test_lr_chosen_on_held_out_then_replicated_and_a_killed_sweep_resumes(tmp_path, complete):
     tuning = json.loads((complete / "tuning.json").read_text())
     for cell in tuning["cells"]:
-        heldout = cell["heldout_accuracy"]
+        heldout = cell["heldout_score"]
         best = max(heldout.values())
         assert heldout[f"{cell['chosen_lr']:g}"] == best  # the best held-out accuracy (ties: smaller lr)
         assert cell["chosen_lr"] == min(float(lr) for lr, acc in heldout.items() if acc == best)

@@ -139,6 +139,13 @@ class TrainerConfig:
     #: min_delta in accuracy (null: train the whole budget). The report shows where each run stopped.
     patience: Optional[int] = None
     min_delta: float = 0.0
+    #: Early stopping never stops a run before this many steps (an L-method can sit on its initial
+    #: plateau for longer than the patience; the run then still trains up to here).
+    min_steps: int = 0
+    #: The held-out metric that picks a run's best evaluation, drives early stopping and the
+    #: learning-rate search; one of data.metrics (e.g. matthews_corr on CoLA, where accuracy is
+    #: best served by predicting the majority class).
+    select_on: str = "accuracy"
     #: Batches of similar length (seeded; far less padding). false: uniformly random batches.
     group_by_length: bool = True
     checkpoint_every: Optional[int] = "${trainer.eval_every}"  # save checkpoint.pt (resume state) every N steps
@@ -162,6 +169,10 @@ class TrainerConfig:
         positive_int("trainer.checkpoint_every", self.checkpoint_every, allow_none=True)
         positive_int("trainer.patience", self.patience, allow_none=True)
         require(self.min_delta >= 0, f"trainer.min_delta must be >= 0, got {self.min_delta}")
+        require(is_int(self.min_steps) and self.min_steps >= 0,
+                f"trainer.min_steps must be an integer >= 0, got {self.min_steps!r}")
+        require(self.select_on in METRICS, f"trainer.select_on must be one of {', '.join(METRICS)}, "
+                f"got {self.select_on!r}")
         positive_int("trainer.num_threads", self.num_threads, allow_none=True)
         require(self.fused_optimizer in ("auto", True, False),
                 f"trainer.fused_optimizer must be auto, true or false, got {self.fused_optimizer!r}")
@@ -199,6 +210,11 @@ class RunConfig:
     resume: Optional[str] = None  # a run folder to continue, or auto: the newest unfinished run of this config
     run_name: str = "${model.name}_${data.name}_${method.name}_s${seed}"
     output_root: str = "${oc.env:LTUNE_OUTPUT_DIR,outputs}"
+
+    def __post_init__(self):
+        require(self.trainer.select_on in self.data.metrics,
+                f"trainer.select_on={self.trainer.select_on} is not computed for data={self.data.name} "
+                f"(its metrics: {', '.join(self.data.metrics)}); pick one of those or add it to data.metrics")
 
 
 def register() -> None:

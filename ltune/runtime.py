@@ -6,8 +6,10 @@ Nothing here knows about models, data or methods beyond "parameters" and "a modu
 from __future__ import annotations
 
 import os
+import platform
 import random
 import resource
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,6 +70,22 @@ def native_bf16(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return True
+
+
+def machine(device: torch.device) -> dict:
+    """The hardware a run's timings come from: the CPU's model, the kernel level torch uses on it,
+    its cores, whether ``device`` has native bf16, and the GPU's name on CUDA."""
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    found = {"cpu": name, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+             "native_bf16": native_bf16(device)}
+    if device.type == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(device)
+    return found
 
 
 def fast_precision(device: str = "cpu") -> str:

@@ -40,7 +40,7 @@ from ltune.evaluation import Predictions, autocast, evaluate, predict_scores, sc
 from ltune.loggers import NoLogger, make_logger
 from ltune.methods import build_method
 from ltune.methods.base import TuningMethod
-from ltune.runtime import (build_optimizer, compile_backbone, is_main_process, native_bf16, peak_memory_mb, pick_device,
+from ltune.runtime import (build_optimizer, compile_backbone, is_main_process, machine, native_bf16, peak_memory_mb, pick_device,
                            place, restore_rng_states, rng_states, seed_everything)
 
 
@@ -438,7 +438,7 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
         "sizes": {"train": len(task.train), "heldout": len(task.heldout), "dev": len(task.dev)},
         "environment": {"device": str(runtime.device), "precision": runtime.precision, "processes": processes,
                         "ltune": ltune.__version__, "torch": torch.__version__,
-                        "python": platform.python_version()},
+                        "python": platform.python_version(), "machine": machine(runtime.device)},
     }
     run_files.write_json(loop.run_dir / run_files.METRICS, metrics)
     loop.checkpoint_path.unlink(missing_ok=True)  # finished: the selected parameters are in trainable.safetensors

@@ -39,6 +39,7 @@ def test_default_train_writes_the_run_contract(tmp_path):
     assert metrics["selection"]["split"] == "heldout" and metrics["selection"]["best_step"] in (3, 6)
     assert metrics["timing"]["train_seconds"] > 0 and metrics["timing"]["seconds_per_step"] > 0
     assert metrics["timing"]["eval_seconds"] > 0 and metrics["peak_memory_mb"] > 0
+    assert metrics["environment"]["machine"]["cores"] == os.cpu_count()  # whose seconds these are
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
     assert "heldout" in log[2] and "heldout" not in log[0]

@@ -10,7 +10,7 @@ from ltune.report.stats import paired_difference
 
 
 def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8), settings=None, name=None,
-             predictions=None, stopped=None, trainer=None):
+             predictions=None, stopped=None, trainer=None, machine=None):
     run = folder / (name or f"{model}_{data}_{method}_{seed}")
     (run / ".hydra").mkdir(parents=True)
     config = {"seed": seed, "run_name": f"{model}_{data}_{method}_s{seed}", "output_root": str(folder),
@@ -27,6 +27,7 @@ def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 
         "stopped": stopped or {"step": 30, "budget_steps": 30, "reason": "max_steps"},
         "timing": {"seconds_per_step": 0.1, "train_seconds": 6.0, "eval_seconds_per_example": 0.01,
                    "total_seconds": 10.0, "padding_efficiency": 0.9},
+        **({"environment": {"machine": machine}} if machine else {}),
     }))
     if predictions is not None:
         (run / "predictions.jsonl").write_text("".join(
@@ -204,3 +205,15 @@ def test_an_l_method_is_not_paired_with_a_twin_trained_with_other_settings(tmp_p
     paired = list(csv.DictReader((tmp_path / "paired.csv").open()))
     assert [(r["a"], r["b"]) for r in paired] == [("l_prompt", "prompt")]
     assert "minilm / sst2: l_prefix vs prefix not paired; their runs differ in trainer.max_steps" in text
+
+
+def test_the_report_names_the_machines_its_timings_come_from(tmp_path):
+    epyc = {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "cores": 2, "native_bf16": False}
+    xeon = {"cpu": "Intel Xeon", "cpu_capability": "AVX512", "cores": 2, "native_bf16": True}
+    fake_run(tmp_path, "minilm", "rte", "prefix", 1, 0.55, machine=epyc)
+    fake_run(tmp_path, "minilm", "rte", "prefix", 2, 0.56, machine=epyc)
+    fake_run(tmp_path, "minilm", "rte", "prompt", 1, 0.52, machine=xeon)
+    fake_run(tmp_path, "minilm", "rte", "prompt", 2, 0.53)
+    text = report(tmp_path).read_text()
+    assert ("Timings measured on AMD EPYC (AVX2, no native bf16), 2 cores: 2 runs; Intel Xeon (AVX512, native bf16), "
+            "2 cores: 1 runs; not recorded: 1 runs. Seconds from different machines are not comparable.") in text

@@ -1,6 +1,7 @@
 """Speed options of the training loop: a compiled backbone and the fused AdamW kernel must train
 as the eager model with torch's default AdamW does (up to float rounding)."""
 
+import os
 import shutil
 
 import pytest
@@ -140,3 +141,11 @@ def test_bf16_asked_of_a_cpu_without_native_bf16_is_kept_with_a_warning(monkeypa
     cfg = OmegaConf.create({"seed": 1, "trainer": {"device": "cpu", "num_threads": None, "precision": precision}})
     assert train.set_up_runtime(cfg).precision == precision
     assert ("ltune: warning: trainer.precision=bf16 on a cpu without native bf16 kernels" in capsys.readouterr().out) is warned
+
+
+def test_a_run_records_the_machine_its_timings_come_from():
+    from ltune.runtime import machine
+
+    found = machine(torch.device("cpu"))
+    assert found["cpu"] and found["cores"] == os.cpu_count() and isinstance(found["native_bf16"], bool)
+    assert found["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and "gpu" not in found

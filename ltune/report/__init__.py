@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 
 from ltune.errors import LtuneError
@@ -356,11 +357,26 @@ def report(folder: Path) -> Path:
         write_text(folder / "paired.csv", _csv(paired))
     plots = plot(groups, paired, folder)
     write_text(folder / "report.md", markdown(folder, rows, paired, plots, problems + repeats, len(finished),
-                                              len(searched), unpaired_twins(groups)))
+                                              len(searched), unpaired_twins(groups), machines(finished + searched)))
     return folder / "report.md"
 
 
-def markdown(folder, rows, paired, plots, problems, finished: int, searched: int, unpaired=()) -> str:
+def machines(runs: list[dict]) -> list[str]:
+    """One line per machine the runs' timings come from (metrics.json environment.machine), with
+    how many runs it holds; runs written before ltune recorded it are counted as unrecorded."""
+    counts = Counter()
+    for run in runs:
+        found = run.get("environment", {}).get("machine")
+        if not found:
+            counts["not recorded"] += 1
+            continue
+        bf16 = "native bf16" if found.get("native_bf16") else "no native bf16"
+        gpu = f"{found['gpu']} on " if found.get("gpu") else ""
+        counts[f"{gpu}{found.get('cpu')} ({found.get('cpu_capability')}, {bf16}), {found.get('cores')} cores"] += 1
+    return [f"{name}: {n} runs" for name, n in sorted(counts.items())]
+
+
+def markdown(folder, rows, paired, plots, problems, finished: int, searched: int, unpaired=(), machines=()) -> str:
     parts = [f"# ltune report: {folder}", "",
              f"{finished} finished runs" + (f" (and {searched} learning-rate search runs, not averaged)" if searched else "")
              + f"; {len(problems)} failed, unfinished, unreadable or repeated (listed below, not averaged in).",
@@ -368,6 +384,9 @@ def markdown(folder, rows, paired, plots, problems, finished: int, searched: int
              "and n; replicates share every setting but the seed. Checkpoints and learning rates were selected on a "
              "held-out slice of the training split, never on dev. Paper = Table 1 of arXiv 2402.01643 where it has "
              "the cell."]
+    if machines:
+        parts += ["", "Timings measured on " + "; ".join(machines) + "."
+                  + (" Seconds from different machines are not comparable." if len(machines) > 1 else "")]
     parts += tuning_section(folder)
     parts += ["", "## Accuracy (dev)", "", accuracy_table(rows)]
     for metric, title in (("matthews_corr", "Matthews correlation (CoLA's official metric)"), ("f1", "F1"),

@@ -14,8 +14,9 @@ class Tokenizing:
 
     def tokenize(self, texts_a: list[str], texts_b: list[str] | None = None) -> dict[str, list[list[int]]]:
         """Token ids (no padding) for texts or text pairs, truncated to ``max_length``."""
-        if texts_b is not None and self.is_decoder:
-            # Decoder tokenizers join pairs without a separator: put each text on its own line.
+        if texts_b is not None and self.is_decoder and getattr(self.tokenizer, "is_fast", False):
+            return {"input_ids": self._decoder_pairs(texts_a, texts_b)}
+        if texts_b is not None and self.is_decoder:  # a slow tokenizer has no offsets: the pair's end is cut
             texts_a, texts_b = [f"{a}\n{b}" for a, b in zip(texts_a, texts_b)], None
         encoded = self.tokenizer(
             texts_a, texts_b, truncation=True, max_length=self.max_length, return_token_type_ids=self.uses_token_types
@@ -23,6 +24,32 @@ class Tokenizing:
         out = {"input_ids": encoded["input_ids"]}
         if self.uses_token_types:
             out["token_type_ids"] = encoded["token_type_ids"]
+        return out
+
+    def _decoder_pairs(self, texts_a: list[str], texts_b: list[str]) -> list[list[int]]:
+        """Decoder tokenizers join pairs without a separator: each text goes on its own line. A pair
+        longer than max_length loses tokens as an encoder's pair does (longest first: the tail of
+        whichever text is longer), never simply its end, which would cut the hypothesis of a long
+        premise away entirely."""
+        joined = [f"{a}\n{b}" for a, b in zip(texts_a, texts_b)]
+        encoded = self.tokenizer(joined, return_offsets_mapping=True, return_special_tokens_mask=True)
+        out = []
+        for a, ids, offsets, special in zip(texts_a, encoded["input_ids"], encoded["offset_mapping"],
+                                            encoded["special_tokens_mask"]):
+            excess = len(ids) - self.max_length
+            if excess > 0:
+                # The line break (at len(a)) and special tokens stay; tokens starting before it are the
+                # first text's, after it the second's.
+                first = [i for i, ((start, _), s) in enumerate(zip(offsets, special)) if not s and start < len(a)]
+                second = [i for i, ((start, _), s) in enumerate(zip(offsets, special)) if not s and start > len(a)]
+                dropped = set()
+                for _ in range(excess):
+                    side = first if len(first) >= len(second) else second
+                    if not side:
+                        break
+                    dropped.add(side.pop())
+                ids = [token for i, token in enumerate(ids) if i not in dropped][: self.max_length]
+            out.append(list(ids))
         return out
 
     def pad(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:

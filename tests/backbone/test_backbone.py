@@ -226,3 +226,26 @@ def test_a_cache_that_cannot_be_written_loads_the_gguf_file_and_leaves_no_scratc
     assert loading.gguf_as_safetensors(source, "model.gguf") == (source, False)
     assert list((tmp_path / "cache" / "gguf").iterdir()) == []
     assert "ltune: cannot cache the converted GGUF weights" in capsys.readouterr().out
+
+
+def test_a_decoder_pair_too_long_keeps_its_hypothesis():
+    """RTE on a decoder: premise and hypothesis are joined on two lines. A long premise used to push
+    the whole hypothesis past max_length, where truncation cut it: the model then classified
+    entailment without seeing what is entailed. Now the longer text loses its tail first, as an
+    encoder's pair does, and a pair that fits is tokenised as before."""
+    backbone = tiny_backbone("llama", max_length=16)
+    premise = "the committee met on monday to discuss the annual budget and the new building plans for the town"
+    hypothesis = "the committee met"
+    (ids,) = backbone.tokenize([premise], [hypothesis])["input_ids"]
+    words = backbone.tokenizer
+    hypothesis_ids = words(hypothesis, add_special_tokens=False)["input_ids"]
+    assert len(ids) == 16
+    assert ids[-1 - len(hypothesis_ids):-1] == hypothesis_ids and ids[-1] == words.sep_token_id
+    assert ids[:4] == words(premise)["input_ids"][:4]  # the premise's start is kept, its tail cut
+
+    short = backbone.tokenize(["it rained"], ["it was wet"])["input_ids"][0]
+    assert short == words("it rained\nit was wet")["input_ids"]
+
+    roomy = tiny_backbone("llama", max_length=48)
+    (ids,) = roomy.tokenize([premise], ["the " * 40])["input_ids"]  # the hypothesis is the longer text now
+    assert len(ids) == 48 and ids[:len(words(premise)["input_ids"]) - 1] == words(premise)["input_ids"][:-1]

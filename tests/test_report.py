@@ -10,7 +10,7 @@ from ltune.report.stats import paired_difference
 
 
 def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8), settings=None, name=None,
-             predictions=None, stopped=None, trainer=None, machine=None):
+             predictions=None, stopped=None, trainer=None, machine=None, selection=None):
     run = folder / (name or f"{model}_{data}_{method}_{seed}")
     (run / ".hydra").mkdir(parents=True)
     config = {"seed": seed, "run_name": f"{model}_{data}_{method}_s{seed}", "output_root": str(folder),
@@ -23,7 +23,7 @@ def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     (run / "metrics.json").write_text(json.dumps({
         "method": method, "model": model, "data": data, "seed": seed, "trainable_params": 100, "total_params": 1000,
-        "dev": dev, "steps": 30, "peak_memory_mb": 10.0, "selection": {"accuracy": max(curve), "best_step": 30},
+        "dev": dev, "steps": 30, "peak_memory_mb": 10.0, "selection": selection or {"accuracy": max(curve), "best_step": 30},
         "stopped": stopped or {"step": 30, "budget_steps": 30, "reason": "max_steps"},
         "timing": {"seconds_per_step": 0.1, "train_seconds": 6.0, "eval_seconds_per_example": 0.01,
                    "total_seconds": 10.0, "padding_efficiency": 0.9},
@@ -215,5 +215,13 @@ def test_the_report_names_the_machines_its_timings_come_from(tmp_path):
     fake_run(tmp_path, "minilm", "rte", "prompt", 1, 0.52, machine=xeon)
     fake_run(tmp_path, "minilm", "rte", "prompt", 2, 0.53)
     text = report(tmp_path).read_text()
-    assert ("Timings measured on AMD EPYC (AVX2, no native bf16), 2 cores: 2 runs; Intel Xeon (AVX512, native bf16), "
-            "2 cores: 1 runs; not recorded: 1 runs. Seconds from different machines are not comparable.") in text
+    assert ("Timings measured on AMD EPYC (AVX2, no native bf16), 2 cores (2 runs); Intel Xeon (AVX512, native bf16), "
+            "2 cores (1 runs); a machine not recorded (1 runs). Seconds from different machines are not comparable.") in text
+
+
+def test_where_the_runs_stopped_gives_the_best_score_of_the_metric_they_selected_on(tmp_path):
+    for seed, (mcc, acc) in enumerate([(0.30, 0.70), (0.20, 0.72)], start=1):
+        fake_run(tmp_path, "minilm", "cola", "prefix", seed, 0.7, selection={
+            "metric": "matthews_corr", "score": mcc, "accuracy": acc, "best_step": 30})
+    text = report(tmp_path).read_text()
+    assert "| 30 | 0.250 (matthews_corr) |" in text  # the mean MCC, not the accuracy at those evaluations

@@ -91,7 +91,10 @@ def _costs(runs: list[dict]) -> dict:
     stops = [r.get("stopped", {}) for r in runs]
     reasons = sorted({s.get("reason", "max_steps") for s in stops})
     return {
-        "heldout_best_mean": _mean([r.get("selection", {}).get("accuracy") for r in runs]),
+        # the metric each run selected on (trainer.select_on; accuracy in runs written before it)
+        "heldout_best_mean": _mean([r.get("selection", {}).get("score", r.get("selection", {}).get("accuracy"))
+                                    for r in runs]),
+        "selected_on": "/".join(sorted({r.get("selection", {}).get("metric", "accuracy") for r in runs})),
         "trainable_params": runs[0]["trainable_params"],
         "total_params": runs[0]["total_params"],
         "steps": _mean([r["steps"] for r in runs]),
@@ -271,11 +274,11 @@ def paired_table(rows: list[dict]) -> str:
 
 def stopping_table(rows: list[dict]) -> str:
     lines = ["| model / data | method | lr | budget steps | stopped at (mean) | why (runs) | best held-out step (mean) | "
-             "held-out best (mean) |", "|---|---|---|---|---|---|---|---|"]
+             "best held-out score (mean) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} / {r['data']} | {_method_name(r)} | {_lr_text(r['lr'])} | {_fmt(r['budget_steps'], 0)} | "
                      f"{_fmt(r['steps'], 0)} | {r['stop_reasons']} | {_fmt(r['best_step'], 0)} | "
-                     f"{_fmt(r['heldout_best_mean'])} |")
+                     f"{_fmt(r['heldout_best_mean'])} ({r.get('selected_on', 'accuracy')}) |")
     return "\n".join(lines)
 
 
@@ -368,12 +371,12 @@ def machines(runs: list[dict]) -> list[str]:
     for run in runs:
         found = run.get("environment", {}).get("machine")
         if not found:
-            counts["not recorded"] += 1
+            counts["a machine not recorded"] += 1
             continue
         bf16 = "native bf16" if found.get("native_bf16") else "no native bf16"
         gpu = f"{found['gpu']} on " if found.get("gpu") else ""
         counts[f"{gpu}{found.get('cpu')} ({found.get('cpu_capability')}, {bf16}), {found.get('cores')} cores"] += 1
-    return [f"{name}: {n} runs" for name, n in sorted(counts.items())]
+    return [f"{name} ({n} runs)" for name, n in sorted(counts.items())]
 
 
 def markdown(folder, rows, paired, plots, problems, finished: int, searched: int, unpaired=(), machines=()) -> str:

@@ -65,7 +65,7 @@ gpu-offline-check:
 SWEEP ?= $(OUTPUTS)/experiments/offline_table
 OFFLINE_JOBS ?= 2
 # The experiments ask for bf16 autocast (1.4-1.6x faster steps on a CPU with native bf16); on a CPU
-# without it (AVX2 only) bf16 is emulated and ~25x slower than fp32, so the targets run this
+# without it (AVX2 only) bf16 is emulated and 15-45x slower than fp32, so the targets run this
 # machine's faster precision (ltune.runtime.fast_precision; set OFFLINE_PRECISION to force one).
 OFFLINE_PRECISION ?= $(shell $(BIN)/python -c "from ltune.runtime import fast_precision; print(fast_precision())")
 OFFLINE_OVERRIDES = $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1) \

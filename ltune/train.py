@@ -70,7 +70,7 @@ def set_up_runtime(cfg: DictConfig) -> Runtime:
     main, precision = is_main_process(), str(cfg.trainer.precision)
     if precision == "bf16" and main and not native_bf16(accelerator.device):
         print(f"ltune: warning: trainer.precision=bf16 on a {accelerator.device.type} without native bf16 kernels is "
-              f"emulated, many times slower than fp32 (25x measured on an AVX2-only CPU); "
+              f"emulated, 15-45x slower than fp32 on an AVX2-only CPU (measured); "
               f"trainer.precision=fp32 is the fast choice here", flush=True)
     return Runtime(accelerator, accelerator.device, main, accelerator.num_processes > 1, precision, started)
 

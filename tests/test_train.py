@@ -131,7 +131,7 @@ def test_the_fast_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, 
 @pytest.mark.parametrize("precision, native, warned", [("bf16", False, True), ("bf16", True, False),
                                                         ("fp32", False, False)])
 def test_bf16_asked_of_a_cpu_without_native_bf16_is_kept_with_a_warning(monkeypatch, capsys, precision, native, warned):
-    """bf16 autocast on an AVX2-only CPU is emulated (25x slower matrix products, measured): the run
+    """bf16 autocast on an AVX2-only CPU is emulated (37-45x slower matrix products, measured): the run
     keeps the precision it was asked for (its numbers depend on it) and says so in one line."""
     from omegaconf import OmegaConf
 

@@ -6,7 +6,7 @@ import pytest
 
 from ltune.errors import LtuneError
 from ltune.report import report, time_to_fraction
-from ltune.report.stats import paired_difference
+from ltune.report.stats import paired_difference, seeds_and_examples_ci
 
 
 def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8), settings=None, name=None,
@@ -106,6 +106,7 @@ def test_paired_twins_on_the_same_examples(tmp_path):
     rows = [dict(zip(header, line.split(","))) for line in paired[1:]]
     twin = next(r for r in rows if r["b"] == "prefix")
     assert float(twin["delta"]) == pytest.approx(0.10) and float(twin["ci_low"]) > 0 and float(twin["p_value"]) < 0.01
+    assert float(twin["ci_low_seeds_too"]) > 0  # the seeds agree: resampling them changes nothing
     ablation = next(r for r in rows if r["kind"].startswith("method.z_input changed"))
     assert ablation["a"] == "l_prefix [method.z_input=states]" and ablation["b"] == "l_prefix"
     assert float(ablation["delta"]) == 0.0 and len(rows) == 2
@@ -225,3 +226,23 @@ def test_where_the_runs_stopped_gives_the_best_score_of_the_metric_they_selected
             "metric": "matthews_corr", "score": mcc, "accuracy": acc, "best_step": 30})
     text = report(tmp_path).read_text()
     assert "| 30 | 0.250 (matthews_corr) |" in text  # the mean MCC, not the accuracy at those evaluations
+
+
+def test_the_interval_with_seeds_too_widens_with_the_seed_spread():
+    """Two of A's three seeds are right where B is and on 60 more examples of 600; its third seed is
+    stuck at one class and wrong on 200 of B's right answers. The examples-only interval takes the
+    three seeds' average as fixed; resampling the seeds as well widens the interval by that spread.
+    When every seed agrees, both intervals are about the same."""
+    rng = np.random.default_rng(0)
+    b_row = (rng.random(600) < 0.7).astype(float)
+    good = b_row.copy()
+    good[np.flatnonzero(good == 0)[:60]] = 1
+    stuck = b_row.copy()
+    stuck[np.flatnonzero(stuck == 1)[:200]] = 0
+    b = np.stack([b_row, b_row, b_row])
+    for a, wider in ((np.stack([good, good, good]), False), (np.stack([good, good, stuck]), True)):
+        examples = paired_difference(a.mean(axis=0), b.mean(axis=0))
+        low, high = seeds_and_examples_ci(a, b)
+        assert low <= examples["delta"] <= high
+        ratio = (high - low) / (examples["ci_high"] - examples["ci_low"])
+        assert ratio > 2 if wider else 0.8 < ratio < 1.25

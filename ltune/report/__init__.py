@@ -23,7 +23,8 @@ from pathlib import Path
 from ltune.errors import LtuneError
 from ltune.report.collect import collect, default_of, drop_repeated_seeds, is_default_value, replicate_groups
 from ltune.report.plots import plot
-from ltune.report.stats import PAIRED_TEST, first_reaching, mean_ci, paired_difference, per_example_correct
+from ltune.report.stats import (PAIRED_TEST, first_reaching, mean_ci, paired_difference, per_seed_correct,
+                                seeds_and_examples_ci)
 from ltune.run_files import write_text
 
 METHOD_ORDER = ["prefix", "prompt", "l_prefix", "l_prompt"]
@@ -218,9 +219,12 @@ def paired_rows(groups: dict[tuple, list[dict]]) -> list[dict]:
         ids = sorted(set.intersection(*(set(p) for p in preds_a + preds_b)))
         if not ids:
             continue
-        result = paired_difference(per_example_correct(preds_a, ids), per_example_correct(preds_b, ids))
+        table_a, table_b = per_seed_correct(preds_a, ids), per_seed_correct(preds_b, ids)
+        result = paired_difference(table_a.mean(axis=0), table_b.mean(axis=0))
+        low, high = seeds_and_examples_ci(table_a, table_b)
         rows.append({"kind": kind, "model": a[0], "data": a[1], "a": _name(a), "b": _name(b),
-                     "seeds_a": len(preds_a), "seeds_b": len(preds_b), **result})
+                     "seeds_a": len(preds_a), "seeds_b": len(preds_b), **result,
+                     "ci_low_seeds_too": low, "ci_high_seeds_too": high})
     return rows
 
 
@@ -263,11 +267,12 @@ def accuracy_table(rows: list[dict], metric: str = "accuracy") -> str:
 
 
 def paired_table(rows: list[dict]) -> str:
-    lines = ["| model / data | A | B | Δ accuracy (A − B) | 95% CI | p | examples | seeds A / B |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model / data | A | B | Δ accuracy (A − B) | 95% CI | p | 95% CI, seeds too | examples | seeds A / B |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} / {r['data']} | {r['a']} | {r['b']} | {r['delta']:+.4f} | "
-                     f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_value']:.4f} | {r['examples']} | "
+                     f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['p_value']:.4f} | "
+                     f"[{r['ci_low_seeds_too']:+.4f}, {r['ci_high_seeds_too']:+.4f}] | {r['examples']} | "
                      f"{r['seeds_a']} / {r['seeds_b']} |")
     return "\n".join(lines)
 

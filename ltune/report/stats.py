@@ -15,7 +15,10 @@ PAIRED_TEST = (
     "paired over dev examples, pooled over seeds: for every example, the share of each side's seeds "
     "that classify it correctly; Δ = mean over examples of (A − B) = difference of the seed-averaged "
     "accuracies. 95% CI: paired bootstrap over examples (10,000 resamples, BCa). p: two-sided paired "
-    "permutation test on the same per-example differences (10,000 sign flips)."
+    "permutation test on the same per-example differences (10,000 sign flips). 95% CI, seeds too: "
+    "percentile bootstrap that resamples each side's seeds and the dev examples together (10,000 "
+    "resamples), so it includes the spread a new set of seeds would bring; with one seed on a side, that "
+    "side's seed spread cannot be estimated and is left out."
 )
 
 
@@ -32,10 +35,26 @@ def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float
     return mean, std, mean - half, mean + half
 
 
-def per_example_correct(runs_predictions: list[dict[int, tuple[int, int]]], ids: list[int]) -> np.ndarray:
-    """For each example id: the share of runs (seeds) whose prediction equals the gold label."""
-    table = np.array([[float(p[i][0] == p[i][1]) for i in ids] for p in runs_predictions])
-    return table.mean(axis=0)
+def per_seed_correct(runs_predictions: list[dict[int, tuple[int, int]]], ids: list[int]) -> np.ndarray:
+    """(runs, examples): 1 where a run's (seed's) prediction for the example equals the gold label."""
+    return np.array([[float(p[i][0] == p[i][1]) for i in ids] for p in runs_predictions])
+
+
+def seeds_and_examples_ci(a: np.ndarray, b: np.ndarray, seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of Δ = accuracy(A) − accuracy(B) when each side's runs (rows: seeds) and
+    the shared dev examples (columns) are resampled with replacement together: a two-level
+    bootstrap whose interval widens with the seed-to-seed spread that the examples-only interval
+    leaves out."""
+    rng = np.random.default_rng(seed)
+    n = a.shape[1]
+    deltas = np.empty(RESAMPLES)
+    for i in range(RESAMPLES):
+        examples = rng.integers(0, n, n)
+        rows_a, rows_b = rng.integers(0, len(a), len(a)), rng.integers(0, len(b), len(b))
+        deltas[i] = a[rows_a].mean(axis=0)[examples].mean() - b[rows_b].mean(axis=0)[examples].mean()
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(deltas, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:

@@ -10,7 +10,7 @@ STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-paper
+.PHONY: install lock test test-slow train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ lock:
 	rm -rf .lock-venv
 	@echo "wrote $(CONSTRAINTS)"
 
+# The fast tier: every test not marked slow (README's test command).
 test:
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+# The slow tier: real processes killed or interrupted, two gloo processes, torch.compile, real SmolLM2
+# weights, process-based launchers. CI runs both tiers.
+test-slow:
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
 train:
 	HF_HUB_OFFLINE=1 $(BIN)/ltune train

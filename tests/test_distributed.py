@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ARGS = ["method=prompt", "trainer.max_steps=6", "trainer.eval_every=6", "data.max_eval_samples=21",
         "data.max_train_samples=48", "model.max_length=32", "trainer.num_threads=1"]
 
@@ -24,6 +26,7 @@ def run(tmp_path, name, prefix, batch):
     return metrics, log
 
 
+@pytest.mark.slow  # three processes, each importing torch and loading the model
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
     parallel, parallel_log = run(tmp_path, "ddp", torchrun, batch=4)

@@ -2,13 +2,12 @@
 every output format."""
 
 import json
-import os
 import random
-import subprocess
-import sys
 
 import pytest
 import torch
+
+from tests.conftest import ltune_in_process
 
 pytest.importorskip("captum")
 
@@ -18,10 +17,8 @@ TRAIN = ["trainer.max_steps=120", "trainer.eval_every=60", "trainer.batch_size=1
 
 def trained(tmp_path_factory, method, lr):
     outputs = tmp_path_factory.mktemp(method)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LTUNE_OUTPUT_DIR": str(outputs)}
-    result = subprocess.run([sys.executable, "-m", "ltune.cli", "train", f"method={method}", f"trainer.lr={lr}", *TRAIN],
-                            capture_output=True, text=True, env=env, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, out, err = ltune_in_process(["train", f"method={method}", f"trainer.lr={lr}", *TRAIN], outputs)
+    assert code == 0, (out + err)[-2000:]
     (run,) = (outputs / "runs").iterdir()
     return run
 
@@ -38,6 +35,7 @@ def score_without(method, score, batch, drop: set[int]) -> float:
         return float(score(**cut))
 
 
+@pytest.mark.slow  # two 120-step trainings: faithfulness needs models that learned something
 @pytest.mark.parametrize("name", ["prompt", "l_prompt"])
 def test_deleting_the_top_attributed_tokens_lowers_the_score_more_than_random_ones(runs, name):
     from ltune.commands.use import load_run
@@ -66,29 +64,28 @@ def test_deleting_the_top_attributed_tokens_lowers_the_score_more_than_random_on
     assert sum(top_drops) / len(top_drops) > sum(random_drops) / len(random_drops)
 
 
-def test_attributions_sum_to_the_score_difference(runs):
+def test_attributions_sum_to_the_score_difference(trained_runs):
+    """Completeness holds for any parameters: a short run is enough."""
     from ltune.commands.use import load_run
     from ltune.explain import attribute
 
-    _, method = load_run(runs["l_prompt"])
+    _, method = load_run(trained_runs("l_prompt"))
     result = attribute(method, ("The keeper saved a penalty in the last minute.",), 0, "sports", steps=48)
     assert sum(result.values) == pytest.approx(result.score - result.baseline_score, abs=5 * result.delta + 1e-3)
 
 
-def test_explain_formats(runs, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LTUNE_OUTPUT_DIR": str(tmp_path)}
-    run = runs["prompt"]
+def test_explain_formats(trained_runs, tmp_path):
+    run = trained_runs("prompt")
     texts = tmp_path / "texts.txt"
     texts.write_text("The keeper saved a penalty.\nWhisk the eggs with sugar.\n")
     for args, suffix in ((["text=The keeper saved a penalty."], ".png"),
                          (["text=The keeper saved a penalty.", "format=html", "labels=all"], ".html"),
                          ([f"file={texts}", "format=jsonl"], ".jsonl")):
-        result = subprocess.run([sys.executable, "-m", "ltune.cli", "explain", f"run={run}", *args],
-                                capture_output=True, text=True, env=env, timeout=600)
-        assert result.returncode == 0, result.stderr[-2000:]
+        code, stdout, stderr = ltune_in_process(["explain", f"run={run}", *args], tmp_path)
+        assert code == 0, (stdout + stderr)[-2000:]
         (out,) = (tmp_path / "explain" / run.name).glob(f"*{suffix}")
         if suffix == ".png":
-            assert out.read_bytes()[:4] == b"\x89PNG" and "token attributions to" in result.stdout
+            assert out.read_bytes()[:4] == b"\x89PNG" and "token attributions to" in stdout
         elif suffix == ".html":
             page = out.read_text()
             assert page.startswith("<!doctype html>") and page.count("<h3>") == 4  # every label

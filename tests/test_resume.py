@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from tests.conftest import ltune_in_process
+
 ARGS = ["method=l_prefix", "trainer.max_steps=12", "trainer.eval_every=4", "trainer.batch_size=8",
         "data.max_eval_samples=16", "data.max_train_samples=40", "model.max_length=32", "trainer.checkpoint_every=2"]
 
@@ -18,11 +20,16 @@ def env(out):
     return {**os.environ, "HF_HUB_OFFLINE": "1", "LTUNE_OUTPUT_DIR": str(out)}
 
 
+class Result:
+    def __init__(self, code, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = code, stdout, stderr
+
+
 def train(out, *extra, check=True):
-    result = subprocess.run([sys.executable, "-m", "ltune.cli", "train", *ARGS, *extra], capture_output=True,
-                            text=True, env=env(out), timeout=900)
+    """``ltune train ARGS EXTRA`` in this process (LTUNE_OUTPUT_DIR=out)."""
+    result = Result(*ltune_in_process(["train", *ARGS, *extra], out))
     if check:
-        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return result
 
 
@@ -63,6 +70,7 @@ def test_same_seed_same_config_gives_identical_metrics(tmp_path, uninterrupted):
     assert metrics["dev"] == uninterrupted[0]["dev"] and log == uninterrupted[1]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_auto_ends_exactly_like_an_uninterrupted_run(tmp_path, uninterrupted):
     run, code = start_and_stop_midway(tmp_path, signal.SIGKILL)
     assert code == -signal.SIGKILL
@@ -83,6 +91,7 @@ def test_sigkill_then_resume_auto_ends_exactly_like_an_uninterrupted_run(tmp_pat
     assert timing["total_seconds"] >= timing["train_seconds"] >= timing["seconds_before_resume"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, uninterrupted):
     run, code = start_and_stop_midway(tmp_path, signal.SIGINT)
     assert code == 130

@@ -54,6 +54,7 @@ def test_fused_auto_means_fused_on_cuda_only():
     assert not build_optimizer(cpu, lr=1e-3, weight_decay=0.0, fused="auto").defaults["fused"]
 
 
+@pytest.mark.slow  # inductor builds C++ kernels: 30-60 s per model
 @needs_compiler
 @pytest.mark.parametrize("family,name", [("llama", "l_prefix"), ("bert", "prompt")])
 def test_compiled_backbone_trains_like_the_eager_one(family, name):

@@ -8,20 +8,33 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from tests.conftest import ltune_in_process
+
 SWEEP = ["-m", "hydra/sweeper=ltune_tune", "method=prefix,l_prefix", "hydra.sweeper.search_seeds=[1]",
          "hydra.sweeper.seeds=[1,2]", "hydra.sweeper.reuse_search_runs=true", "method.lr_search=[0.001,0.01]",
          "trainer.max_steps=6", "trainer.eval_every=3", "trainer.checkpoint_every=1", "data.max_eval_samples=16",
          "model.max_length=32"]
 
 
-def sweep(tmp_path, folder, wait=True, grid=SWEEP, expect=0):
+class Result:
+    def __init__(self, code, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = code, stdout, stderr
+
+
+def sweep(tmp_path, folder, grid=SWEEP, expect=0):
+    """The sweep run in this process (LTUNE_OUTPUT_DIR=tmp_path)."""
+    result = Result(*ltune_in_process(["train", *grid, f"hydra.sweep.dir={folder}"], tmp_path))
+    assert result.returncode == expect, (result.stdout + result.stderr)[-3000:]
+    return result
+
+
+def sweep_process(tmp_path, folder, grid=SWEEP):
+    """The same sweep as a real process, to be killed."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LTUNE_OUTPUT_DIR": str(tmp_path)}
     args = [sys.executable, "-m", "ltune.cli", "train", *grid, f"hydra.sweep.dir={folder}"]
-    if not wait:
-        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == expect, result.stderr[-3000:]
-    return result
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def outcomes(folder):
@@ -33,9 +46,6 @@ def outcomes(folder):
     return found
 
 
-import pytest
-
-
 @pytest.fixture(scope="module")
 def complete(tmp_path_factory):
     root = tmp_path_factory.mktemp("complete")
@@ -43,7 +53,7 @@ def complete(tmp_path_factory):
     return root / "sweep"
 
 
-def test_lr_chosen_on_held_out_then_replicated_and_a_killed_sweep_resumes(tmp_path, complete):
+def test_lr_chosen_on_held_out_then_replicated(complete):
     tuning = json.loads((complete / "tuning.json").read_text())
     for cell in tuning["cells"]:
         heldout = cell["heldout_score"]
@@ -60,9 +70,13 @@ def test_lr_chosen_on_held_out_then_replicated_and_a_killed_sweep_resumes(tmp_pa
         config = (complete / "final" / f"{m}_s2" / "config.yaml").read_text()
         assert f"lr: {chosen}" in config
 
-    # Kill a second sweep during its third job, run it again into the same folder.
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_to_the_figures_of_one_never_killed(tmp_path, complete):
+    """Kill a second sweep (a real process) during its third job, run it again into the same folder."""
+    runs = outcomes(complete)
     killed = tmp_path / "killed"
-    process = sweep(tmp_path, killed, wait=False)
+    process = sweep_process(tmp_path, killed)
     deadline = time.time() + 600
     while time.time() < deadline and not (len(list(killed.glob("search/*/metrics.json"))) >= 2
                                           and list(killed.glob("search/*/checkpoint.pt"))):
@@ -80,11 +94,10 @@ def test_lr_chosen_on_held_out_then_replicated_and_a_killed_sweep_resumes(tmp_pa
     assert outcomes(killed) == runs  # the same dev figures and per-step losses as the sweep never killed
 
 
-def test_report_of_a_tuned_sweep_averages_the_replicates(complete):
+def test_report_of_a_tuned_sweep_averages_the_replicates(complete, tmp_path):
     folder = complete
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    subprocess.run([sys.executable, "-m", "ltune.cli", "report", str(folder)], env=env, check=True, timeout=600,
-                   capture_output=True)
+    code, out, err = ltune_in_process(["report", str(folder)], tmp_path)
+    assert code == 0, (out + err)[-2000:]
     text = (folder / "report.md").read_text()
     assert "## Learning-rate search (held-out)" in text and "(n=2)" in text
     assert "4 finished runs (and 2 learning-rate search runs, not averaged)" in text
@@ -149,6 +162,7 @@ def test_sweeps_of_one_task_at_a_time_into_one_folder_keep_every_cells_tuning(tm
     assert "minilm_sst2_prefix" in markdown and "minilm_cola_prefix" in markdown
 
 
+@pytest.mark.slow  # joblib starts worker processes (each imports torch and loads the model)
 def test_jobs_run_side_by_side_under_the_joblib_launcher_give_the_basic_launchers_figures(tmp_path, complete):
     """make reproduce-offline runs two 1-thread jobs at a time (hydra/launcher=joblib): the same
     jobs, the same chosen rates, the same per-step losses and dev figures as one job at a time."""

@@ -26,6 +26,7 @@ def test_minilm_real_weights():
     assert method.eval().label_scores(batch).shape == (1, 2)
 
 
+@pytest.mark.slow  # converts a 135M-parameter GGUF file and trains a step on it
 def test_smollm2_gguf_grouped_kv_heads(tmp_path, monkeypatch):
     """SmolLM2's GGUF file: dequantised once into ltune's cache (later loads read that copy, 0.2 s
     instead of 16 s here) with exactly the weights transformers reads from the GGUF file."""

@@ -10,7 +10,7 @@ STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test test-slow train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-paper
+.PHONY: install lock test test-slow coverage train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ test:
 # weights, process-based launchers. CI runs both tiers.
 test-slow:
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+# Line coverage of ltune/ (subprocesses included): the fast tier alone, then both tiers; prints both
+# totals and how much of what both tiers cover the fast tier covers (coverage/ holds the data).
+coverage:
+	mkdir -p coverage
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" --cov=ltune --cov-report= \
+	  && mv .coverage coverage/fast.data
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m slow --cov=ltune --cov-report= \
+	  && mv .coverage coverage/slow.data
+	$(BIN)/python scripts/coverage_tiers.py coverage/fast.data coverage/slow.data
 
 train:
 	HF_HUB_OFFLINE=1 $(BIN)/ltune train

@@ -5,8 +5,13 @@
    method) and per search seed.
 2. Select: per cell, the learning rate with the best mean held-out score (``trainer.select_on``,
    accuracy unless set; the held-out slice of the training split; dev is never read). Written to ``<sweep>/tuning.json`` and
-   ``tuning.md`` next to the results.
-3. Replicate: the chosen learning rate with every replicate seed.
+   ``tuning.md`` next to the results, with the winning score's standard error and margin.
+   A cell whose best rate is an edge of its grid, and beat every other point outright (a tie is no
+   evidence), gets one more point past that edge with the grid's own ratio there; up to
+   ``max_grid_extensions`` points per cell, then the choice is flagged as still at an edge.
+3. Replicate: the chosen learning rate with every replicate seed. Replicate seeds are apart from
+   the search seeds unless ``reuse_search_runs`` (the winning search run then counts as a
+   replicate, and the report flags the cell).
 
 Job folders have fixed names (``search/<cell>_lr<lr>_s<seed>``, ``final/<cell>_s<seed>``), so
 running the same command into the same ``hydra.sweep.dir`` again skips finished jobs and resumes
@@ -20,6 +25,7 @@ import itertools
 import json
 import re
 import statistics
+import sys
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
@@ -27,6 +33,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
+
+from ltune.report.choices import CHOICES_TEXT, choices_table, edge_of, lr_text, scores_of, won_outright
+
 
 def selection_text(metric: str) -> str:
     """What the search compares: each run's best held-out ``metric`` (its metrics.json)."""
@@ -50,8 +59,12 @@ def cell_name(cell: Sequence[str], varying: set[str] = frozenset()) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "-", "_".join(parts)) or "run"
 
 
-def lr_text(lr: float) -> str:
-    return f"{lr:g}"
+def extension_past_edge(space: list[float], edge: str) -> float:
+    """One more learning rate past the grid's ``edge`` with the grid's ratio between its two points
+    there (geometric), to three significant figures."""
+    points = sorted(space)
+    lr = points[0] ** 2 / points[1] if edge == "bottom" else points[-1] ** 2 / points[-2]
+    return float(f"{lr:.3g}")
 
 
 @dataclasses.dataclass
@@ -72,12 +85,13 @@ class TuneSweeper(Sweeper):
     """The sweeper's logic (hydra_plugins.ltune_tune_sweeper registers it with Hydra)."""
 
     def __init__(self, params=None, search_seeds=(0,), seeds=(1, 2, 3), search: bool = True,
-                 reuse_search_runs: bool = False, lr_search=None):
+                 reuse_search_runs: bool = False, lr_search=None, max_grid_extensions: int = 2):
         self.params = dict(params or {})
         self.search_seeds = list(search_seeds)
         self.seeds = list(seeds)
         self.search = search
         self.reuse_search_runs = reuse_search_runs
+        self.max_grid_extensions = max_grid_extensions
         self.lr_search = dict(lr_search or {})
         self.config = self.launcher = self.config_loader = None
         self.varying: set[str] = set()
@@ -116,23 +130,56 @@ class TuneSweeper(Sweeper):
         self.launcher.launch(overrides, initial_job_idx=first_index)
 
     # -- the sweep -----------------------------------------------------------------------------
+    def check_seeds(self) -> None:
+        """Replicates apart from the search: a replicate seed that is also a search seed repeats
+        the search run that won (its held-out luck chose it), unless reuse is asked for. One
+        ``ltune:`` line before anything is written (Hydra would print an exception as a traceback)."""
+        shared = sorted(set(self.seeds) & set(self.search_seeds))
+        if self.search and shared and not self.reuse_search_runs:
+            print(f"ltune: hydra.sweeper.seeds and hydra.sweeper.search_seeds share {shared}: a replicate with a "
+                  "search seed repeats the search run that won the choice on its own held-out score; give "
+                  "replicate seeds apart from the search seeds (the default: search_seeds=[0], seeds=[1,2,3]) or "
+                  "set hydra.sweeper.reuse_search_runs=true to count that run as a replicate (the report flags it)",
+                  file=sys.stderr)
+            raise SystemExit(2)
+
+    def search_jobs(self, cell: tuple, lrs: list[float]) -> list[Job]:
+        return [Job(cell, [*cell, f"trainer.lr={lr_text(lr)}", f"seed={seed}"],
+                    f"search/{self.name(cell)}_lr{lr_text(lr)}_s{seed}")
+                for lr, seed in itertools.product(lrs, self.search_seeds)]
+
+    def extension(self, chosen: dict, extended: list[float]) -> float | None:
+        """The point to add past the edge a cell's choice sits at, when it won there outright and the
+        cell has extensions left; else None."""
+        edge = edge_of(chosen["search_space"], chosen["chosen_lr"])
+        if not self.search or not edge or len(extended) >= self.max_grid_extensions:
+            return None
+        return extension_past_edge(chosen["search_space"], edge) if won_outright(scores_of(chosen),
+                                                                                 chosen["chosen_lr"]) else None
+
     def sweep(self, arguments: List[str]) -> Any:
+        self.check_seeds()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         cells = self.cells(arguments)
-        search_jobs, spaces = [], {}
+        spaces, extended = {}, {cell: [] for cell in cells}
         for cell in cells:
             cfg = self.job_config(cell)
             space = (self.lr_search or {}).get(str(cfg.method.name), cfg.method.lr_search)
             spaces[cell] = [float(lr) for lr in space] if self.search else [float(cfg.method.lr)]
-            if not self.search:
-                continue
-            for lr, seed in itertools.product(spaces[cell], self.search_seeds):
-                search_jobs.append(Job(cell, [*cell, f"trainer.lr={lr_text(lr)}", f"seed={seed}"],
-                                       f"search/{self.name(cell)}_lr{lr_text(lr)}_s{seed}"))
+        search_jobs = [job for cell in cells for job in self.search_jobs(cell, spaces[cell])] if self.search else []
         self.launch(search_jobs, 0)
-        tuning = self.select(cells, spaces, search_jobs, sweep_dir)
+        tuning = self.select(cells, spaces, search_jobs, sweep_dir, extended)
+        while added := {cell: lr for cell in cells if (lr := self.extension(tuning[cell], extended[cell])) is not None}:
+            jobs = []
+            for cell, lr in added.items():  # the same points again when the sweep is run again: finished jobs skip
+                spaces[cell] = sorted([*spaces[cell], lr])
+                extended[cell].append(lr)
+                jobs += self.search_jobs(cell, [lr])
+            self.launch(jobs, len(search_jobs))
+            search_jobs += jobs
+            tuning = self.select(cells, spaces, search_jobs, sweep_dir, extended)
         final_jobs = [Job(cell, [*cell, f"trainer.lr={lr_text(tuning[cell]['chosen_lr'])}", f"seed={seed}"],
                           f"final/{self.name(cell)}_s{seed}")
                       for cell in cells if tuning[cell]["chosen_lr"] is not None for seed in self.seeds
@@ -140,16 +187,17 @@ class TuneSweeper(Sweeper):
         self.launch(final_jobs, len(search_jobs))
         return None
 
-    def select(self, cells, spaces, search_jobs: list[Job], sweep_dir: Path) -> dict:
+    def select(self, cells, spaces, search_jobs: list[Job], sweep_dir: Path, extended=None) -> dict:
         """Per cell: the learning rate with the best mean held-out score (the metric the runs
         selected on, trainer.select_on) over the search seeds (ties: the smaller learning rate).
         Written to tuning.json and tuning.md."""
         tuning = {}
         for cell in cells:
-            scores, metrics = {}, set()
+            scores, metrics, sizes = {}, set(), set()
             for lr in spaces[cell]:
                 found = [job.metrics(sweep_dir) for job in search_jobs
                          if job.cell == cell and f"trainer.lr={lr_text(lr)}" in job.overrides]
+                sizes |= {m["sizes"]["heldout"] for m in found if m and "sizes" in m}
                 found = [m["selection"] for m in found if m]
                 metrics |= {s.get("metric", "accuracy") for s in found}
                 values = [s.get("score", s["accuracy"]) for s in found]
@@ -164,8 +212,11 @@ class TuneSweeper(Sweeper):
             reused = [f"search/{self.name(cell)}_lr{lr_text(chosen)}_s{seed}" for seed in self.seeds
                       if self.search and self.reuse_search_runs and chosen is not None and seed in self.search_seeds]
             tuning[cell] = {"cell": list(cell), "name": self.name(cell), "search_space": spaces[cell],
+                            "extended": list((extended or {}).get(cell, [])),
+                            "max_grid_extensions": self.max_grid_extensions,
                             "selected_on": "/".join(sorted(metrics)) or "accuracy",
                             "heldout_score": {lr_text(lr): s for lr, s in scores.items()},
+                            "heldout_size": min(sizes) if sizes else None,
                             "chosen_lr": chosen, "search_seeds": self.search_seeds, "seeds": self.seeds,
                             "searched": self.search, "reused_runs": reused}
         write_tuning(sweep_dir, list(tuning.values()))
@@ -193,12 +244,5 @@ def write_tuning(sweep_dir: Path, entries: list[dict]) -> None:
              f"(mean over search seeds {entries[0]['search_seeds'] if entries else []}); dev is not read."
              + (" The search run at the chosen lr with a replicate seed is that replicate (reused, not retrained)."
                 if any(e["reused_runs"] for e in entries) else ""), "",
-             "| cell | search space | selected on | held-out score per lr | chosen lr |", "|---|---|---|---|---|"]
-    for e in entries:
-        # tuning.json cells written before trainer.select_on hold heldout_accuracy
-        per_lr = e.get("heldout_score", e.get("heldout_accuracy", {}))
-        scores = ", ".join(f"{lr}: {'failed' if s is None else f'{s:.3f}'}" for lr, s in per_lr.items())
-        chosen = "–" if e["chosen_lr"] is None else lr_text(e["chosen_lr"])
-        lines.append(f"| {e['name']} | {', '.join(lr_text(x) for x in e['search_space'])} | "
-                     f"{e.get('selected_on', 'accuracy')} | {scores} | {chosen} |")
+             CHOICES_TEXT, "", choices_table(entries)]
     write_text(sweep_dir / "tuning.md", "\n".join(lines) + "\n")

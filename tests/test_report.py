@@ -6,15 +6,17 @@ import pytest
 
 from ltune.errors import LtuneError
 from ltune.report import report, time_to_fraction
-from ltune.report.stats import paired_difference, seeds_and_examples_ci
+from ltune.report.stats import examples_level_test
 
 
 def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8), settings=None, name=None,
-             predictions=None, stopped=None, trainer=None, machine=None, selection=None):
+             predictions=None, stopped=None, trainer=None, machine=None, selection=None, data_settings=None,
+             sizes=None):
     run = folder / (name or f"{model}_{data}_{method}_{seed}")
     (run / ".hydra").mkdir(parents=True)
     config = {"seed": seed, "run_name": f"{model}_{data}_{method}_s{seed}", "output_root": str(folder),
-              "model": {"name": model}, "data": {"name": data}, "method": {"name": method, **(settings or {})},
+              "model": {"name": model}, "data": {"name": data, **(data_settings or {})},
+              "method": {"name": method, **(settings or {})},
               **({"trainer": trainer} if trainer else {})}
     (run / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
     dev = {"accuracy": accuracy, "loss": 0.5, **({"matthews_corr": mcc} if mcc is not None else {})}
@@ -28,6 +30,7 @@ def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 
         "timing": {"seconds_per_step": 0.1, "train_seconds": 6.0, "eval_seconds_per_example": 0.01,
                    "total_seconds": 10.0, "padding_efficiency": 0.9},
         **({"environment": {"machine": machine}} if machine else {}),
+        **({"sizes": sizes} if sizes else {}),
     }))
     if predictions is not None:
         (run / "predictions.jsonl").write_text("".join(
@@ -49,7 +52,8 @@ def test_report_tables_plots_and_failed_runs(tmp_path):
     path = report(tmp_path)
     text = path.read_text()
     # mean 0.81, std 0.0141; t(0.975, 1) = 12.706 -> half width 0.127
-    assert "0.810 ± 0.014 [0.683, 0.937] (n=2); paper 0.812, Δ -0.002" in text  # L-prefix, BERT, CoLA
+    assert ("0.810 ± 0.014 [0.683, 0.937] (n=2); n=2: too few seeds for an interval to mean much; paper 0.812, "
+            "Δ -0.002") in text  # L-prefix, BERT, CoLA
     # One run has no spread: no "± 0.000 [m, m]", which would read as certainty.
     assert "0.790 (n=1: no spread, no interval); paper 0.807, Δ -0.017" in text  # prefix
     assert "0.550 (n=1: no spread, no interval) |" in text  # no paper cell for minilm
@@ -58,6 +62,7 @@ def test_report_tables_plots_and_failed_runs(tmp_path):
     assert "trainer.lr must be positive" in text and "killed_job" in text and "unfinished" in text
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 and rows[0].startswith("model,data,method,variant,runs")
+    assert len(list(csv.DictReader((tmp_path / "runs.csv").open()))) == 4
     for png in ("heldout_loss.png", "heldout_accuracy_vs_time.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     # Prefix reached 0.9 held-out at step 20; L-prefix's curve never gets to that vanilla plateau.
@@ -75,24 +80,35 @@ def test_report_needs_finished_runs(tmp_path):
 
 
 def test_report_averages_only_seed_replicates_of_one_config(tmp_path):
-    """Five prefix runs: two replicates at lr 0.01 with 16 tokens, and three single runs that
+    """Five prefix runs: two replicates at the default lr with 16 tokens, and three single runs that
     differ in lr or virtual tokens. They are four groups, never one "n=5" cell (issue 9, defect 5)."""
-    specs = [(1, 0.70, 0.01, 16), (2, 0.72, 0.01, 16), (1, 0.40, 0.1, 16), (1, 0.10, 0.01, 4), (1, 0.20, 0.1, 4)]
-    for i, (seed, acc, lr, tokens) in enumerate(specs):
-        fake_run(tmp_path, "minilm", "sst2", "prefix", seed, acc, settings={"lr": lr, "num_virtual_tokens": tokens},
+    from ltune.report.collect import default_of
+
+    lr = default_of("method.lr", "prefix")  # the schema's default (it follows the held-out evidence)
+    other = round(10 * lr, 6)
+    specs = [(1, 0.70, lr, 16), (2, 0.72, lr, 16), (1, 0.40, other, 16), (1, 0.10, lr, 4), (1, 0.20, other, 4)]
+    for i, (seed, acc, run_lr, tokens) in enumerate(specs):
+        fake_run(tmp_path, "minilm", "sst2", "prefix", seed, acc, settings={"lr": run_lr, "num_virtual_tokens": tokens},
                  name=f"run{i}")
     text = report(tmp_path).read_text()
     assert "(n=5)" not in text
-    # Groups are named by their settings that depart from the schema's defaults (prefix's are lr
-    # 0.01 and 16 tokens): the default group has the method's plain name.
+    # Groups are named by their settings that depart from the schema's defaults (prefix's default
+    # lr and 16 tokens): the default group has the method's plain name.
     assert "| Prefix (P) | 0.710 ± 0.014" in text
     assert "| Prefix (P) [method.num_virtual_tokens=4] | 0.100 (n=1" in text
-    assert "| Prefix (P) [method.lr=0.1, method.num_virtual_tokens=4] | 0.200 (n=1" in text
+    assert f"| Prefix (P) [method.lr={other}, method.num_virtual_tokens=4] | 0.200 (n=1" in text
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + 4
 
 
+def paired_csv(folder):
+    return list(csv.DictReader((folder / "paired.csv").open()))
+
+
 def test_paired_twins_on_the_same_examples(tmp_path):
-    """L-prefix right on 60 of 100 examples in both seeds, prefix on 50 (the first 50): Δ = +0.10."""
+    """L-prefix right on 60 of 100 examples in both seeds, prefix on 50 (the first 50): Δ = +0.10.
+    Over runs (the primary test) two seeds a side cannot show it: the exact permutation p over the
+    six splits of four runs is 2/6, and the row reads 'level'. Given these runs, the examples-level
+    interval excludes 0 (secondary)."""
     labels = [i % 2 for i in range(100)]
     right = lambda n: [(y if i < n else 1 - y, y) for i, y in enumerate(labels)]
     for seed in (1, 2):
@@ -100,16 +116,16 @@ def test_paired_twins_on_the_same_examples(tmp_path):
         fake_run(tmp_path, "minilm", "sst2", "prefix", seed, 0.5, predictions=right(50))
     fake_run(tmp_path, "minilm", "sst2", "l_prefix", 3, 0.6, predictions=right(60), settings={"z_input": "states"},
              name="ablation")
-    report(tmp_path)
-    paired = (tmp_path / "paired.csv").read_text().splitlines()
-    header = paired[0].split(",")
-    rows = [dict(zip(header, line.split(","))) for line in paired[1:]]
+    text = report(tmp_path).read_text()
+    rows = paired_csv(tmp_path)
     twin = next(r for r in rows if r["b"] == "prefix")
-    assert float(twin["delta"]) == pytest.approx(0.10) and float(twin["ci_low"]) > 0 and float(twin["p_value"]) < 0.01
-    assert float(twin["ci_low_seeds_too"]) > 0  # the seeds agree: resampling them changes nothing
+    assert float(twin["delta"]) == pytest.approx(0.10) and twin["test"] == "Welch + exact permutation"
+    assert float(twin["p_value"]) == pytest.approx(2 / 6) and twin["reads"] == "level"
+    assert float(twin["examples_ci_low"]) > 0 and float(twin["examples_p"]) < 0.01
     ablation = next(r for r in rows if r["kind"].startswith("method.z_input changed"))
     assert ablation["a"] == "l_prefix [method.z_input=states]" and ablation["b"] == "l_prefix"
-    assert float(ablation["delta"]) == 0.0 and len(rows) == 2
+    assert float(ablation["delta"]) == 0.0 and ablation["reads"].startswith("untested") and len(rows) == 2
+    assert "| minilm / sst2 | l_prefix | prefix | **level** | +0.1000 | [+0.1000, +0.1000] | 0.3333 |" in text
     assert (tmp_path / "paired_differences.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -141,22 +157,21 @@ def test_every_ablation_of_a_cell_is_paired_with_the_default(tmp_path):
         fake_run(tmp_path, "minilm", "sst2", "l_prefix", 1, 0.6, predictions=right(24), settings={**default, **change},
                  name=name)
     report(tmp_path)
-    lines = (tmp_path / "paired.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    rows = paired_csv(tmp_path)
     assert sorted(r["a"] for r in rows) == ["l_prefix [method.head_bias=True]", "l_prefix [method.pool_softmax=False]",
                                            "l_prefix [method.z_input=states]"]
     assert all(r["b"] == "l_prefix" and float(r["delta"]) == pytest.approx(0.1) for r in rows)
 
 
-def test_paired_difference_statistics():
+def test_examples_level_statistics():
     rng = np.random.default_rng(0)
     a = (rng.random(400) < 0.7).astype(float)
     b = a.copy()
-    assert paired_difference(a, b)["p_value"] == 1.0
+    assert examples_level_test(a, b)["examples_p"] == 1.0
     b[:40] = 1 - b[:40]  # B flips 40 examples: about as many gains as losses
-    result = paired_difference(a, b)
-    assert result["ci_low"] < result["delta"] < result["ci_high"] and result["examples"] == 400
+    result = examples_level_test(a, b)
+    assert result["examples_ci_low"] < result["examples_delta"] < result["examples_ci_high"]
+    assert result["examples"] == 400 and not result["p_at_floor"]
 
 
 def test_search_runs_of_a_tuning_sweep_are_not_averaged_and_broken_runs_are_listed(tmp_path):
@@ -203,7 +218,7 @@ def test_an_l_method_is_not_paired_with_a_twin_trained_with_other_settings(tmp_p
         fake_run(tmp_path, "minilm", "sst2", "l_prompt", seed, 0.7, predictions=preds, trainer={"max_steps": 300})
         fake_run(tmp_path, "minilm", "sst2", "prompt", seed, 0.8, predictions=preds, trainer={"max_steps": 300})
     text = report(tmp_path).read_text()
-    paired = list(csv.DictReader((tmp_path / "paired.csv").open()))
+    paired = paired_csv(tmp_path)
     assert [(r["a"], r["b"]) for r in paired] == [("l_prompt", "prompt")]
     assert "minilm / sst2: l_prefix vs prefix not paired; their runs differ in trainer.max_steps" in text
 
@@ -228,21 +243,93 @@ def test_where_the_runs_stopped_gives_the_best_score_of_the_metric_they_selected
     assert "| 30 | 0.250 (matthews_corr) |" in text  # the mean MCC, not the accuracy at those evaluations
 
 
-def test_the_interval_with_seeds_too_widens_with_the_seed_spread():
-    """Two of A's three seeds are right where B is and on 60 more examples of 600; its third seed is
-    stuck at one class and wrong on 200 of B's right answers. The examples-only interval takes the
-    three seeds' average as fixed; resampling the seeds as well widens the interval by that spread.
-    When every seed agrees, both intervals are about the same."""
-    rng = np.random.default_rng(0)
-    b_row = (rng.random(600) < 0.7).astype(float)
-    good = b_row.copy()
-    good[np.flatnonzero(good == 0)[:60]] = 1
-    stuck = b_row.copy()
-    stuck[np.flatnonzero(stuck == 1)[:200]] = 0
-    b = np.stack([b_row, b_row, b_row])
-    for a, wider in ((np.stack([good, good, good]), False), (np.stack([good, good, stuck]), True)):
-        examples = paired_difference(a.mean(axis=0), b.mean(axis=0))
-        low, high = seeds_and_examples_ci(a, b)
-        assert low <= examples["delta"] <= high
-        ratio = (high - low) / (examples["ci_high"] - examples["ci_low"])
-        assert ratio > 2 if wider else 0.8 < ratio < 1.25
+def test_twins_trained_at_the_same_non_default_settings_are_paired(tmp_path):
+    """Issue 21, item 8: l_prefix and prefix both at 150 steps, beside default runs of both, gave no
+    paired test and named no setting. Twins that share every setting but the method are paired
+    (150 with 150, default with default); an L-method whose twin ran otherwise is listed unpaired
+    with the setting that differs."""
+    preds = [(i % 2, i % 2) for i in range(20)]
+    for seed in (1, 2):
+        for method in ("l_prefix", "prefix"):
+            fake_run(tmp_path, "minilm", "sst2", method, seed, 0.7, predictions=preds, trainer={"max_steps": 300},
+                     name=f"{method}_default_{seed}")
+            fake_run(tmp_path, "minilm", "sst2", method, seed, 0.6, predictions=preds, trainer={"max_steps": 150},
+                     name=f"{method}_150_{seed}")
+        fake_run(tmp_path, "minilm", "sst2", "l_prompt", seed, 0.6, predictions=preds, trainer={"max_steps": 150})
+        fake_run(tmp_path, "minilm", "sst2", "prompt", seed, 0.6, predictions=preds, trainer={"max_steps": 300})
+    text = report(tmp_path).read_text()
+    twins = [(r["a"], r["b"]) for r in paired_csv(tmp_path) if r["kind"] == "L-method vs vanilla twin"]
+    assert sorted(twins) == [("l_prefix", "prefix"), ("l_prefix [trainer.max_steps=150]", "prefix [trainer.max_steps=150]")]
+    assert "minilm / sst2: l_prompt vs prompt not paired; their runs differ in trainer.max_steps" in text
+
+
+def test_a_comparison_of_any_two_methods_on_request(tmp_path):
+    for seed in (1, 2, 3):
+        fake_run(tmp_path, "minilm", "sst2", "peft_lora", seed, 0.84 + 0.01 * seed)
+        fake_run(tmp_path, "minilm", "sst2", "prefix", seed, 0.83 + 0.005 * seed)
+    report(tmp_path)
+    assert not (tmp_path / "paired.csv").exists()
+    report(tmp_path, compare=[("peft_lora", "prefix")])
+    (row,) = paired_csv(tmp_path)
+    assert (row["kind"], row["a"], row["b"]) == ("requested", "peft_lora", "prefix")
+    assert float(row["delta"]) == pytest.approx(0.02) and row["seeds_for_0.01"] and row["detectable_difference"]
+
+
+def test_the_report_flags_a_class_a_run_never_predicts(tmp_path):
+    """Issue 21, item 2: an L-prefix run that ties two label texts never predicts the second."""
+    labels = [i % 3 for i in range(30)]
+    never_travel = [(0 if y == 2 else y, y) for y in labels]
+    names = {"label_names": ["sports", "cooking", "travel"]}
+    fake_run(tmp_path, "minilm", "demo", "l_prefix", 1, 0.67, predictions=never_travel, data_settings=names)
+    fake_run(tmp_path, "minilm", "demo", "l_prefix", 2, 1.0, predictions=[(y, y) for y in labels], data_settings=names)
+    text = report(tmp_path).read_text()
+    assert "## Classes a run never predicts" in text and "- minilm / demo / l_prefix: s1: travel" in text
+    runs = {r["seed"]: r for r in csv.DictReader((tmp_path / "runs.csv").open())}
+    assert runs["1"]["never_predicted"] == "travel" and runs["2"]["never_predicted"] == ""
+
+
+def test_an_interval_past_the_metrics_range_is_clipped_and_marked(tmp_path):
+    """Issue 21, item 7: two seeds at 0.95 and 0.99 printed [0.716, 1.224]."""
+    fake_run(tmp_path, "minilm", "sst2", "prefix", 1, 0.95)
+    fake_run(tmp_path, "minilm", "sst2", "prefix", 2, 0.99)
+    text = report(tmp_path).read_text()
+    assert "0.970 ± 0.028 [0.716, 1.000]† (n=2); n=2: too few seeds for an interval to mean much" in text
+    assert "1.224" not in text
+
+
+def test_a_tuned_sweeps_runs_csv_choices_and_reused_replicate(tmp_path):
+    """A sweep that reused its winning search run as replicate seed 1: runs.csv names every run's
+    role; the accuracy cell and the comparison carry the reuse mark; the learning-rate table gives
+    the margin, the held-out SE from the search runs' held-out size, and the edge flag."""
+    epyc = {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "cores": 2, "native_bf16": False}
+    for lr, heldout in ((0.01, 0.70), (0.03, 0.71)):
+        fake_run(tmp_path / "search", "minilm", "rte", "prefix", 1, 0.6, name=f"minilm_rte_prefix_lr{lr:g}_s1",
+                 settings={"lr": lr}, selection={"metric": "accuracy", "score": heldout, "accuracy": heldout,
+                                                 "best_step": 20}, sizes={"heldout": 249}, machine=epyc)
+    for seed in (2, 3):
+        fake_run(tmp_path / "final", "minilm", "rte", "prefix", seed, 0.6 + 0.01 * seed, settings={"lr": 0.03},
+                 name=f"minilm_rte_prefix_s{seed}", machine=epyc)
+    (tmp_path / "tuning.json").write_text(json.dumps({"cells": [{
+        "cell": ["method=prefix"], "name": "minilm_rte_prefix", "search_space": [0.01, 0.03],
+        "heldout_score": {"0.01": 0.70, "0.03": 0.71}, "chosen_lr": 0.03, "search_seeds": [1], "seeds": [1, 2, 3],
+        "searched": True, "reused_runs": ["search/minilm_rte_prefix_lr0.03_s1"]}]}))
+    text = report(tmp_path).read_text()
+    runs = {r["run"]: r for r in csv.DictReader((tmp_path / "runs.csv").open())}
+    assert {k: r["role"] for k, r in runs.items()} == {
+        "final/minilm_rte_prefix_s2": "replicate", "final/minilm_rte_prefix_s3": "replicate",
+        "search/minilm_rte_prefix_lr0.01_s1": "search", "search/minilm_rte_prefix_lr0.03_s1": "search + replicate (reused)"}
+    reused = runs["search/minilm_rte_prefix_lr0.03_s1"]
+    assert (reused["lr"], reused["best_heldout_score"], reused["best_heldout_step"], reused["stop_reason"]) == (
+        "0.03", "0.71", "20", "max_steps")
+    assert reused["dev_accuracy"] == "0.6" and reused["machine"].startswith("AMD EPYC")
+    assert "(n=3); ‡ 1 reused search run" in text
+    se = (0.71 * 0.29 / 249) ** 0.5
+    assert f"| 0.03 | 0.010 | {se:.3f} (249) | at top edge; margin < SE; reused search run |" in text
+
+
+def test_a_folder_of_report_outputs_without_runs_says_so(tmp_path):
+    """docs/offline_table holds results.csv and tuning.json but no run folders."""
+    (tmp_path / "results.csv").write_text("model\n")
+    (tmp_path / "tuning.json").write_text('{"cells": []}')
+    with pytest.raises(LtuneError, match=r"holds a report's outputs \(results.csv, tuning.json\) but not the run folders"):
+        report(tmp_path)

@@ -23,13 +23,18 @@ class TuneSweeperConf:
     params: Optional[Any] = None
     #: Seeds of the learning-rate search (each lr is trained once per search seed).
     search_seeds: List[int] = dataclasses.field(default_factory=lambda: [0])
-    #: Seeds of the final runs at the chosen learning rate.
+    #: Seeds of the final runs at the chosen learning rate: apart from search_seeds (a shared seed
+    #: is refused unless reuse_search_runs), so no replicate was picked by its own held-out score.
     seeds: List[int] = dataclasses.field(default_factory=lambda: [1, 2, 3])
     #: Skip the search and use the method's own lr (method.lr) for the final runs.
     search: bool = True
     #: A search run at the chosen lr whose seed is also a replicate seed is that replicate: reuse
-    #: it instead of training the same config again (saves one run per cell).
+    #: it instead of training the same config again (saves one run per cell; the report flags the
+    #: cell, whose mean then includes a run selected on its own held-out score).
     reuse_search_runs: bool = False
+    #: Points a cell's grid may grow by: while the best rate is an edge of the grid and beat every
+    #: other point outright, one more point past that edge (the grid's ratio there) is searched.
+    max_grid_extensions: int = 2
     #: {method name: [lr, ...]}: a smaller (or other) search space than the method's own
     #: method.lr_search, for every method alike (e.g. a costly model).
     lr_search: Optional[Any] = None

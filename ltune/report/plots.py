@@ -58,6 +58,8 @@ def curves(groups: dict, folder: Path) -> list[Path]:
 
 
 def paired_plot(paired: list[dict], folder: Path) -> Path:
+    """Each comparison's Δ with its 95% CI over training runs (the primary test); a comparison with
+    one run on a side has a point and no bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,13 +68,13 @@ def paired_plot(paired: list[dict], folder: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(paired) + 1.4))
     labels = [f"{r['model']}/{r['data']}: {r['a']} − {r['b']}" for r in paired]
     for y, r in enumerate(paired):
-        colour = "C2" if r["ci_low"] > 0 else ("C3" if r["ci_high"] < 0 else "C7")
-        ax.errorbar(r["delta"], y, xerr=[[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]], fmt="o",
-                    color=colour, capsize=3)
+        colour = {"above": "C2", "below": "C3"}.get(r["reads"], "C7")
+        error = None if r["ci_low"] is None else [[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]]
+        ax.errorbar(r["delta"], y, xerr=error, fmt="o", color=colour, capsize=3)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(paired)), labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("Δ dev accuracy (A − B), 95% paired bootstrap CI")
+    ax.set_xlabel("Δ dev accuracy (A − B), 95% CI over training runs")
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, folder / "paired_differences.png")
 

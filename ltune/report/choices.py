@@ -1,0 +1,90 @@
+"""The learning-rate choices of a tuning sweep (its tuning.json cells), with what makes a choice
+weak: an edge of the searched grid, a margin over the runner-up smaller than the winning score's
+held-out standard error, a tie, replicates that include the winning search run. Written by the
+sweeper into tuning.md and shown by the report."""
+
+from __future__ import annotations
+
+from ltune.report.stats import binomial_se
+
+CHOICES_TEXT = (
+    "Margin: the winning held-out score minus the runner-up's. SE: the binomial standard error of the "
+    "winning held-out accuracy, sqrt(p (1 − p) / (n k)), n held-out examples, k search seeds (for another "
+    "selection metric no SE is given). Flags: 'at bottom/top edge' — the choice is the grid's smallest or "
+    "largest rate, so a better rate may lie beyond it (the sweeper extends the grid past an edge that won "
+    "outright, up to hydra.sweeper.max_grid_extensions points; a tie is no evidence for extending); "
+    "'margin < SE' — the choice is within the held-out noise; 'tie' — the tie rule (the smaller rate) chose; "
+    "'extended' — points the sweeper added; 'reused search run' — a replicate is the winning search run, "
+    "selected on its own held-out score (hydra.sweeper.reuse_search_runs), so the cell's mean leans its way."
+)
+
+
+def lr_text(lr: float) -> str:
+    return f"{lr:g}"
+
+
+def scores_of(cell: dict) -> dict[float, float]:
+    """The cell's held-out score per learning rate (failed points left out); tuning.json cells
+    written before trainer.select_on hold heldout_accuracy."""
+    per_lr = cell.get("heldout_score", cell.get("heldout_accuracy", {}))
+    return {float(lr): s for lr, s in per_lr.items() if s is not None}
+
+
+def edge_of(space: list[float], chosen: float | None) -> str | None:
+    """"bottom" or "top" when the chosen rate is the grid's smallest or largest (a grid of one point
+    has no edge to speak of), else None."""
+    if chosen is None or len(space) < 2:
+        return None
+    if chosen == min(space):
+        return "bottom"
+    return "top" if chosen == max(space) else None
+
+
+def won_outright(scores: dict[float, float], chosen: float | None) -> bool:
+    """Whether the chosen rate's score is strictly the best (not a tie broken by the smaller rate)."""
+    if chosen is None or chosen not in scores:
+        return False
+    return all(score < scores[chosen] for lr, score in scores.items() if lr != chosen)
+
+
+def describe(cell: dict) -> dict:
+    """The choice with its margin, SE and flags (see CHOICES_TEXT)."""
+    scores, chosen = scores_of(cell), cell.get("chosen_lr")
+    best = scores.get(chosen) if chosen is not None else None
+    others = [s for lr, s in scores.items() if lr != chosen]
+    margin = best - max(others) if best is not None and others else None
+    n, seeds = cell.get("heldout_size"), len(cell.get("search_seeds") or [1])
+    se = (binomial_se(best, n, seeds) if best is not None and n and cell.get("selected_on", "accuracy") == "accuracy"
+          else None)
+    flags = []
+    edge = edge_of(cell.get("search_space", []), chosen) if cell.get("searched", True) else None
+    if edge:
+        flags.append(f"at {edge} edge")
+    if margin is not None and se is not None and margin < se:
+        flags.append("margin < SE")
+    if margin is not None and margin == 0:
+        flags.append("tie")
+    if cell.get("extended"):
+        flags.append("extended " + ", ".join(lr_text(x) for x in cell["extended"]))
+    if cell.get("reused_runs"):
+        flags.append("reused search run")
+    return {"margin": margin, "se": se, "heldout_size": n, "edge": edge, "flags": flags}
+
+
+def _number(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def choices_table(cells: list[dict]) -> str:
+    lines = ["| cell | search space | selected on | held-out score per lr | chosen lr | margin | SE (n) | flags |",
+             "|---|---|---|---|---|---|---|---|"]
+    for cell in cells:
+        found = describe(cell)
+        per_lr = cell.get("heldout_score", cell.get("heldout_accuracy", {}))
+        scores = ", ".join(f"{lr}: {'failed' if s is None else f'{s:.3f}'}" for lr, s in per_lr.items())
+        chosen = "–" if cell["chosen_lr"] is None else lr_text(cell["chosen_lr"])
+        size = f" ({found['heldout_size']})" if found["heldout_size"] else ""
+        lines.append(f"| {cell['name']} | {', '.join(lr_text(x) for x in cell['search_space'])} | "
+                     f"{cell.get('selected_on', 'accuracy')} | {scores} | {chosen} | {_number(found['margin'])} | "
+                     f"{_number(found['se'])}{size} | {'; '.join(found['flags']) or '–'} |")
+    return "\n".join(lines)

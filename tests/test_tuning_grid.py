@@ -1,0 +1,119 @@
+"""The tuning sweeper's selection on scripted held-out scores (no training): the grid grows past an
+edge that won outright, a tie is no evidence, a sweep run again extends the same way, and
+replicate seeds stay apart from the search seeds."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from ltune.report.choices import describe
+from ltune.tuning import TuneSweeper, extension_past_edge
+from tests.conftest import run_cli
+
+SPACE = [0.001, 0.003, 0.01, 0.03]
+
+
+class ScriptedSweeper(TuneSweeper):
+    """The sweeper with each job's metrics.json written from ``score(lr)`` instead of training; a
+    job whose metrics.json exists is left alone (as the real sweep skips a finished job)."""
+
+    def __init__(self, sweep_dir, score, **options):
+        super().__init__(**options)
+        self.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}})
+        self.score, self.launched, self.trained = score, [], []
+
+    def job_config(self, cell):
+        return OmegaConf.create({"method": {"name": "prefix", "lr_search": SPACE, "lr": 0.01}})
+
+    def launch(self, jobs, first_index):
+        for job in jobs:
+            self.launched.append(job.folder)
+            path = Path(self.config.hydra.sweep.dir) / job.folder / "metrics.json"
+            if path.exists():
+                continue
+            self.trained.append(job.folder)
+            lr = float(next(o for o in job.overrides if o.startswith("trainer.lr=")).split("=")[1])
+            score = self.score(lr)
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"selection": {"metric": "accuracy", "score": score, "accuracy": score},
+                                        "sizes": {"heldout": 500}}))
+
+
+def tuned_cell(sweep_dir):
+    return json.loads((sweep_dir / "tuning.json").read_text())["cells"][0]
+
+
+def test_a_point_past_an_edge_has_the_grids_ratio_there():
+    assert extension_past_edge(SPACE, "top") == pytest.approx(0.09)
+    assert extension_past_edge(SPACE, "bottom") == pytest.approx(0.000333)
+
+
+def test_the_grid_grows_past_the_top_while_the_top_wins_and_a_sweep_run_again_does_the_same(tmp_path):
+    """Held-out accuracy peaks at lr 0.1: 0.03 wins at the top edge, so 0.09 is searched; 0.09 wins
+    at the new edge, so 0.27 is searched; 0.27 is worse, so 0.09 is chosen, inside the grid.
+    Running the sweep again into the same folder searches the same points (finished: nothing is
+    trained) and replicates the same choice."""
+    peak = lambda lr: 0.9 - 0.05 * abs(math.log10(lr) - math.log10(0.1))  # noqa: E731
+    sweeper = ScriptedSweeper(tmp_path / "sweep", peak, max_grid_extensions=3)
+    sweeper.sweep(["method=prefix"])
+    cell = tuned_cell(tmp_path / "sweep")
+    assert cell["extended"] == [0.09, 0.27] and cell["chosen_lr"] == 0.09
+    assert cell["search_space"] == [*SPACE, 0.09, 0.27] and describe(cell)["edge"] is None
+    assert sorted(f for f in sweeper.launched if f.startswith("final/")) == ["final/prefix_s1", "final/prefix_s2",
+                                                                           "final/prefix_s3"]
+    again = ScriptedSweeper(tmp_path / "sweep", peak, max_grid_extensions=3)
+    again.sweep(["method=prefix"])
+    assert again.launched == sweeper.launched and again.trained == []
+    assert tuned_cell(tmp_path / "sweep") == cell
+
+
+def test_the_grid_stops_at_its_limit_and_the_choice_is_flagged_at_the_edge(tmp_path):
+    rising = lambda lr: min(0.99, 0.5 + lr)  # noqa: E731
+    ScriptedSweeper(tmp_path / "sweep", rising, max_grid_extensions=2).sweep(["method=prefix"])
+    cell = tuned_cell(tmp_path / "sweep")
+    assert cell["extended"] == [0.09, 0.27] and cell["chosen_lr"] == 0.27
+    assert "at top edge" in describe(cell)["flags"]
+    assert "at top edge" in (tmp_path / "sweep" / "tuning.md").read_text()
+
+
+def test_a_tie_at_the_edge_is_no_evidence_for_extending(tmp_path):
+    """Every point ties (CoLA's majority plateau): the smaller rate is chosen by the tie rule, no
+    point is added, and the choice is flagged as at the edge, tied, within the held-out noise."""
+    ScriptedSweeper(tmp_path / "sweep", lambda lr: 0.674).sweep(["method=prefix"])
+    cell = tuned_cell(tmp_path / "sweep")
+    assert cell["extended"] == [] and cell["chosen_lr"] == 0.001 and cell["heldout_size"] == 500
+    found = describe(cell)
+    assert found["flags"][:3] == ["at bottom edge", "margin < SE", "tie"]
+    assert found["se"] == pytest.approx(math.sqrt(0.674 * 0.326 / 500))
+
+
+def test_a_margin_smaller_than_the_held_out_standard_error_is_flagged(tmp_path):
+    """0.003 wins by 0.004 on 500 held-out examples (SE of 0.88: 0.0145): flagged; a win by 0.05 is not."""
+    for name, runner_up in (("close", 0.876), ("clear", 0.83)):
+        scores = {0.001: 0.80, 0.003: 0.88, 0.01: runner_up, 0.03: 0.70}
+        ScriptedSweeper(tmp_path / name, scores.get).sweep(["method=prefix"])
+        found = describe(tuned_cell(tmp_path / name))
+        assert found["margin"] == pytest.approx(0.88 - runner_up)
+        assert ("margin < SE" in found["flags"]) == (name == "close")
+
+
+def test_replicate_seeds_shared_with_the_search_are_refused_unless_reuse_is_asked_for(tmp_path, monkeypatch, capsys):
+    """A replicate with a search seed would repeat the run that won the choice on its own held-out
+    score. Refused with one line before anything is written; with reuse_search_runs, that run is
+    the replicate (not trained again) and tuning.json names it for the report to flag."""
+    code, out, err = run_cli(["train", "-m", "hydra/sweeper=ltune_tune", "method=prefix",
+                              "hydra.sweeper.search_seeds=[1]", "hydra.sweeper.seeds=[1,2]",
+                              "hydra.sweeper.max_grid_extensions=0", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                             tmp_path, monkeypatch, capsys)
+    assert code == 2 and err.startswith("ltune: hydra.sweeper.seeds and hydra.sweeper.search_seeds share [1]")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sweep").exists()
+
+    reused = ScriptedSweeper(tmp_path / "reused", lambda lr: 0.5 + lr, search_seeds=[1], seeds=[1, 2],
+                             reuse_search_runs=True, max_grid_extensions=0)
+    reused.sweep(["method=prefix"])
+    assert [f for f in reused.launched if f.startswith("final/")] == ["final/prefix_s2"]
+    cell = tuned_cell(tmp_path / "reused")
+    assert cell["reused_runs"] == ["search/prefix_lr0.03_s1"] and "reused search run" in describe(cell)["flags"]

@@ -44,8 +44,8 @@ def tuning_sections(sweeps: list[tuple[str, list[dict]]]) -> list[str]:
     parts = []
     for where, cells in sweeps:
         points = sum(len(cell.get("search_space", [])) for cell in cells)
-        cost = (f"Each more search seed (hydra.sweeper.search_seeds) costs one run per grid point: {points} runs over "
-                f"these {len(cells)} cells. The SE falls with the square root of held-out examples x search seeds: "
+        cost = (f"Each extra search seed (hydra.sweeper.search_seeds) costs one run per grid point: {points} runs for "
+                f"the {len(cells)} cell(s) here. The SE falls with the square root of held-out examples x search seeds: "
                 "halving it takes 4x either (data.max_heldout_samples, or search seeds at 4x the search runs).")
         parts += ["", f"## Learning-rate search (held-out){f': {where}' if where else ''}", "",
                   CHOICES_TEXT, "", cost, "", choices_table(cells)]

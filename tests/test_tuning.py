@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import ltune_in_process
 
 SWEEP = ["-m", "hydra/sweeper=ltune_tune", "method=prefix,l_prefix", "hydra.sweeper.search_seeds=[1]",
-         "hydra.sweeper.seeds=[1,2]", "hydra.sweeper.reuse_search_runs=true", "method.lr_search=[0.001,0.01]",
+         "hydra.sweeper.seeds=[1,2]", "hydra.sweeper.reuse_search_runs=true", "hydra.sweeper.max_grid_extensions=0", "method.lr_search=[0.001,0.01]",
          "trainer.max_steps=6", "trainer.eval_every=3", "trainer.checkpoint_every=1", "data.max_eval_samples=16",
          "model.max_length=32"]
 

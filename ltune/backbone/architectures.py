@@ -38,8 +38,10 @@ def _table_after_padding_index(config) -> int | None:
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     decoder: bool
-    #: How a prefix of past keys/values enters attention: "cache" (transformers' Cache API) or
-    #: "deberta" (ltune's own patch of the disentangled attention; the prefix has no position).
+    #: How a prefix of past keys/values enters attention: "cache" (transformers' Cache API),
+    #: "deberta" (ltune's own patch of the disentangled attention; the prefix has no position) or
+    #: "attention" (encoders without a cache path whose attention calls transformers' attention
+    #: function: ltune's function joins the prefix to the keys/values there; no position either).
     prefix_entry: str
     #: How the model learns token positions: "ids" (from position_ids: an absolute table or rotary
     #: embeddings; ltune passes them so that masked prefix positions are not counted), "mask" (ALiBi
@@ -53,6 +55,13 @@ class Architecture:
     position_limit: Callable = _table_size
     #: The modules peft's LoRA adapts by default (the attention's query and value projections).
     lora_targets: tuple = ("q_proj", "v_proj")
+    #: How the model's forward takes prebuilt attention masks when its config sets a sliding window
+    #: (ltune builds them so that every text position sees the whole prefix, in sliding layers
+    #: too; the window still applies between text positions): "per_layer_type" (a mapping
+    #: {layer type: mask}), "all_layers" (one mask; every layer slides) or None (no window).
+    window_masks: str | None = None
+    #: prefix_entry "attention": the class of the modules whose forward calls the attention function.
+    attention_module: str | None = None
 
     def position_kind(self, config) -> str:
         return self.positions(config) if callable(self.positions) else self.positions
@@ -77,9 +86,25 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
     "bloom": Architecture(**_DECODER, positions="mask", position_limit=lambda c: None,
                           lora_targets=("query_key_value",)),
-    "llama": Architecture(**_DECODER),
-    "mistral": Architecture(**_DECODER),
-    "qwen2": Architecture(**_DECODER),
+    "llama": Architecture(**_DECODER),  # Llama 1-3.x (rope scaling lives in the rotary embedding), SmolLM2
+    "mistral": Architecture(**_DECODER, window_masks="all_layers"),
+    "mixtral": Architecture(**_DECODER, window_masks="all_layers"),  # sparse experts: the MLP only
+    "qwen2": Architecture(**_DECODER, window_masks="per_layer_type"),
+    "qwen3": Architecture(**_DECODER, window_masks="per_layer_type"),  # q/k norms inside attention
+    "qwen3_moe": Architecture(**_DECODER, window_masks="all_layers"),
+    "gemma": Architecture(**_DECODER),
+    "gemma2": Architecture(**_DECODER, window_masks="per_layer_type"),  # soft-capping: eager attention
+    "gemma3_text": Architecture(**_DECODER, window_masks="per_layer_type"),
+    "phi3": Architecture(**_DECODER, window_masks="all_layers", lora_targets=("qkv_proj",)),
+    "olmo2": Architecture(**_DECODER),
+    "smollm3": Architecture(**_DECODER, window_masks="per_layer_type"),
+    "gpt_neox": Architecture(**_DECODER, lora_targets=("query_key_value",)),
+    "electra": Architecture(**_ENCODER),
+    "distilbert": Architecture(decoder=False, prefix_entry="attention", attention_module="DistilBertSelfAttention",
+                               lora_targets=("q_lin", "v_lin")),
+    # Local (sliding-window) and global layers, rotary positions, a fused Wqkv: no cache path.
+    "modernbert": Architecture(decoder=False, prefix_entry="attention", attention_module="ModernBertAttention",
+                               lora_targets=("Wqkv",)),
 }
 
 
@@ -89,6 +114,14 @@ def architecture_of(config) -> Architecture:
             f"model type '{config.model_type}' is not supported; supported: {', '.join(sorted(ARCHITECTURES))}"
         )
     return ARCHITECTURES[config.model_type]
+
+
+def sliding_layer_types(config) -> set[str]:
+    """The layer types of ``config`` whose attention slides over a window (empty: none)."""
+    if getattr(config, "sliding_window", None) is None:
+        return set()
+    types = getattr(config, "layer_types", None)
+    return {t for t in types if t == "sliding_attention"} if types else {"sliding_attention"}
 
 
 def kv_layout(config) -> tuple[int, int, int]:

@@ -16,8 +16,8 @@ import transformers
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
-from ltune.backbone import deberta_prefix
-from ltune.backbone.architectures import architecture_of, kv_layout
+from ltune.backbone import attention_prefix, deberta_prefix
+from ltune.backbone.architectures import architecture_of, kv_layout, sliding_layer_types
 from ltune.backbone.tokenizing import Tokenizing
 from ltune.errors import LtuneError
 
@@ -63,6 +63,11 @@ class Backbone(Tokenizing, nn.Module):
     @property
     def is_decoder(self) -> bool:
         return self.arch.decoder
+
+    @property
+    def embedding_width(self) -> int:
+        """Width of the input embeddings a prompt stands in for (ELECTRA-small: 128, below d=256)."""
+        return self.model.get_input_embeddings().embedding_dim
 
     @property
     def kv_dim(self) -> int:
@@ -148,20 +153,70 @@ class Backbone(Tokenizing, nn.Module):
             with deberta_prefix.prefix(self.model, prefix_kv, prefix_mask):
                 hidden = self.model(attention_mask=mask, **kwargs).last_hidden_state
             return hidden, mask, text_start
-        # A fresh cache every forward pass: the model extends it in place.
-        cache = DynamicCache([(kv[0], kv[1]) for kv in prefix_kv], config=self.model.config)
+        if self.arch.prefix_entry == "attention":
+            attention_prefix.install(self.model, self.arch.attention_module)
+            with attention_prefix.prefix(self.model, prefix_kv, prefix_mask):
+                hidden = self.model(attention_mask=mask, **kwargs).last_hidden_state
+            return hidden, mask, text_start
+        return self._through_cache(kwargs, mask, prefix_kv, prefix_mask), mask, text_start
+
+    def _through_cache(self, kwargs: dict, mask, prefix_kv, prefix_mask) -> torch.Tensor:
+        """The text's last hidden states with the prefix as every layer's past keys/values."""
+        # A fresh cache every forward pass: the model extends it in place. No config: a config with
+        # sliding-window layers makes a cache that keeps only the window's last positions of the prefix.
+        cache = DynamicCache([(kv[0], kv[1]) for kv in prefix_kv])
         full_mask = torch.cat([prefix_mask.to(mask.dtype), mask], dim=1)
         if self.positions == "ids":
             # The text follows the prefix's real positions only: a label padded from 3 to 5
             # positions must place the text where an unpadded 3-position prefix would.
             first = self.arch.first_position(self.model.config) + prefix_mask.sum(1, keepdim=True)
             kwargs["position_ids"] = first + torch.arange(mask.shape[1], device=mask.device)
+        attention_mask = full_mask
+        if self._window_can_hide_prefix(prefix_kv.shape[4]):
+            attention_mask = self._window_masks(full_mask, cache, prefix_kv.shape[4], kwargs)
         kwargs[cache_argument(type(self.model))] = cache
-        hidden = self.model(attention_mask=full_mask, use_cache=True, **kwargs).last_hidden_state
+        hidden = self.model(attention_mask=attention_mask, use_cache=True, **kwargs).last_hidden_state
         if cache.get_seq_length() != prefix_kv.shape[4] + mask.shape[1]:
             raise LtuneError(f"{type(self.model).__name__} did not read the prefix cache (transformers "
                              f"{transformers.__version__}); prefix methods cannot run on this version")
-        return hidden, mask, text_start
+        return hidden
+
+    def _window_can_hide_prefix(self, prefix_length: int) -> bool:
+        """Whether a sliding window of this model is shorter than prefix + text can be (then ltune
+        builds the masks); refused for attention kernels that apply the window themselves."""
+        config = self.model.config
+        if not self.arch.window_masks or not sliding_layer_types(config):
+            return False
+        if prefix_length + self.max_length <= config.sliding_window:
+            return False
+        if config._attn_implementation not in ("sdpa", "eager", "flex_attention"):
+            raise LtuneError(
+                f"{config._attn_implementation} applies {config.model_type}'s sliding window ({config.sliding_window}) "
+                f"inside its kernel, where it would hide the prefix from text further away than the window; use "
+                f"model.attn_implementation=sdpa (or eager), or model.max_length <= "
+                f"{config.sliding_window - prefix_length}")
+        return True
+
+    def _window_masks(self, full_mask, cache, prefix_length: int, kwargs: dict):
+        """Masks for a model with sliding-window layers, built by transformers' own mask functions
+        (so in the form its attention implementation takes) with one change: every text position
+        sees every real prefix position, in sliding layers too (the prefix has no place in the
+        text's window: without this, text positions further than the window from the prefix
+        would lose it, and a prefix longer than the window would train positions nothing reads).
+        The window still applies between text positions; padded prefix positions stay hidden."""
+        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+        def prefix_columns(batch_idx, head_idx, q_idx, kv_idx):
+            return kv_idx < prefix_length
+
+        batch, length = full_mask.shape[0], full_mask.shape[1] - prefix_length
+        shape_only = torch.empty(batch, length, 1, dtype=self.dtype, device=full_mask.device)
+        common = dict(config=self.model.config, inputs_embeds=shape_only, attention_mask=full_mask, cache=cache,
+                      position_ids=kwargs.get("position_ids"))
+        sliding = create_sliding_window_causal_mask(**common, or_mask_function=prefix_columns)
+        if self.arch.window_masks == "all_layers":
+            return sliding
+        return {"full_attention": create_causal_mask(**common), "sliding_attention": sliding}
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor, text_start: torch.Tensor | int = 0) -> torch.Tensor:
         """One vector per input from its hidden states (real positions first in each row), as float32.

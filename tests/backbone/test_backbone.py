@@ -6,7 +6,9 @@ import torch
 
 from ltune.backbone import Backbone, kv_layout
 from ltune.errors import LtuneError
-from tests.tiny import FAMILIES, tiny_backbone, tiny_config
+from tests.tiny import FAMILIES, NEW_FAMILIES, one_thread, tiny_backbone, tiny_config  # noqa: F401
+
+ALL_FAMILIES = FAMILIES + NEW_FAMILIES
 
 
 def batch_of(backbone, texts):
@@ -26,7 +28,7 @@ def test_kv_layout_follows_key_value_heads_not_attention_heads():
     assert kv_layout(tiny_config("bert"))[1] == 4
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_prefix_changes_the_text_states(family):
     backbone = tiny_backbone(family)
     batch = batch_of(backbone, ["a sentence about nothing", "short"])
@@ -36,7 +38,7 @@ def test_prefix_changes_the_text_states(family):
     assert (plain - prefixed).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_masked_prefix_positions_are_ignored(family):
     """A prefix whose mask is all zero leaves states as with a prefix of different content."""
     backbone = tiny_backbone(family)
@@ -57,12 +59,12 @@ def test_deberta_prefix_with_nothing_visible_equals_no_prefix():
     torch.testing.assert_close(plain[real], masked[real])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_pooling_ignores_padding(family):
     backbone = tiny_backbone(family)
     alone = batch_of(backbone, ["the cat sat"])
     padded = batch_of(backbone, ["the cat sat", "a much longer sentence that forces several padding positions"])
-    for kwargs in ({}, {"prompt": torch.randn(1, 2, backbone.hidden_size)}):
+    for kwargs in ({}, {"prompt": torch.randn(1, 2, backbone.embedding_width)}):
         a = backbone.encode(**alone, **kwargs)
         expanded = {k: v.expand(2, -1, -1) for k, v in kwargs.items()}
         b = backbone.encode(**padded, **expanded)
@@ -111,11 +113,12 @@ def test_unsupported_architecture_is_a_clear_error():
 # with the padding cut away.
 
 def _poolings(family):
-    return ("pooler", "cls", "mean") if family == "bert" else (("cls", "mean") if family in ("roberta", "deberta")
-                                                               else ("last", "mean"))
+    if family == "bert":
+        return ("pooler", "cls", "mean")
+    return ("last", "mean") if tiny_backbone(family).is_decoder else ("cls", "mean")
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_padded_prefix_positions_act_as_absent(family):
     backbone = tiny_backbone(family)
     batch = batch_of(backbone, ["the cat sat on the mat", "a dog"])
@@ -134,11 +137,11 @@ def test_padded_prefix_positions_act_as_absent(family):
         torch.testing.assert_close(together[0], alone[0], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_padded_prompt_positions_act_as_absent(family):
     backbone = tiny_backbone(family)
     batch = batch_of(backbone, ["the cat sat on the mat", "a dog"])
-    prompt = torch.randn(2, 5, backbone.hidden_size, generator=torch.Generator().manual_seed(3))
+    prompt = torch.randn(2, 5, backbone.embedding_width, generator=torch.Generator().manual_seed(3))
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     for pooling in _poolings(family):
         backbone.pooling = pooling
@@ -249,3 +252,22 @@ def test_a_decoder_pair_too_long_keeps_its_hypothesis():
     roomy = tiny_backbone("llama", max_length=48)
     (ids,) = roomy.tokenize([premise], ["the " * 40])["input_ids"]  # the hypothesis is the longer text now
     assert len(ids) == 48 and ids[:len(words(premise)["input_ids"]) - 1] == words(premise)["input_ids"][:-1]
+
+
+def test_every_model_config_is_valid_and_names_a_hub_id_or_package():
+    """Each conf/model yaml (one per family, issue 24) passes the schema; a pooling fits its family."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from ltune.config.schema import ModelConfig
+
+    folder = Path(__file__).resolve().parents[2] / "ltune" / "conf" / "model"
+    names = sorted(p.stem for p in folder.glob("*.yaml"))
+    for name in ("llama3", "qwen3", "qwen3_moe", "gemma2", "gemma3", "phi3", "olmo2", "smollm3", "mixtral", "pythia",
+                 "modernbert", "electra", "distilbert"):
+        assert name in names
+    for name in names:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig),
+                                                  OmegaConf.load(folder / f"{name}.yaml")))
+        assert cfg.name == name and (cfg.path or cfg.package)

@@ -18,7 +18,7 @@ class LPrompt(LabelConditioned):
     def __init__(self, backbone: Backbone, config, label_texts):
         super().__init__(backbone, config, label_texts)
         d = backbone.hidden_size
-        self.prompt_map = nn.Linear(d, d, bias=False)  # G
+        self.prompt_map = nn.Linear(d, backbone.embedding_width, bias=False)  # G (d x d but in ELECTRA-small)
         if config.init == "identity":
             nn.init.eye_(self.prompt_map.weight)
         backbone.check_fits(self.label_length)
@@ -36,4 +36,4 @@ class LPrompt(LabelConditioned):
 
     def paper_trainable_params(self) -> int:
         d = self.backbone.hidden_size
-        return d * d + 2 * d + (2 if self.config.head_bias else 0)
+        return d * self.backbone.embedding_width + 2 * d + (2 if self.config.head_bias else 0)

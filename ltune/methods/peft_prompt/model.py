@@ -22,6 +22,10 @@ class PeftPrompt(KWayMethod):
             task_type=TaskType.FEATURE_EXTRACTION,
             num_virtual_tokens=config.num_virtual_tokens,
             prompt_tuning_init=PromptTuningInit[str(config.init)],
+            # peft reads these from the config's keys, which DistilBERT names otherwise (n_heads), and
+            # takes hidden_size for the prompt width (ELECTRA-small's word embeddings are narrower).
+            token_dim=backbone.embedding_width, num_layers=backbone.num_layers,
+            num_attention_heads=backbone.model.config.num_attention_heads,
         )
         self.peft_model = get_peft_model(backbone.model, peft_config)
         self.add_head()
@@ -39,4 +43,4 @@ class PeftPrompt(KWayMethod):
 
     def paper_trainable_params(self) -> int:
         p, d, k = self.config.num_virtual_tokens, self.backbone.hidden_size, self.num_labels
-        return p * d + d * k + k
+        return p * self.backbone.embedding_width + d * k + k

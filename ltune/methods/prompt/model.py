@@ -16,11 +16,12 @@ from ltune.methods.base import KWayMethod
 class Prompt(KWayMethod):
     def __init__(self, backbone: Backbone, config, label_texts):
         super().__init__(backbone, config, label_texts)
-        p, d = config.num_virtual_tokens, backbone.hidden_size
+        p, d = config.num_virtual_tokens, backbone.embedding_width  # = hidden size but in ELECTRA-small
         if config.init == "vocab":
-            table = backbone.model.get_input_embeddings().weight
-            rows = torch.randint(0, table.shape[0], (p,))
-            initial = table[rows].detach().float().clone()
+            table = backbone.model.get_input_embeddings()
+            rows = torch.randint(0, table.num_embeddings, (p,))
+            # As the model reads a word (Gemma scales its table by sqrt(d) on the way in).
+            initial = backbone.embed(rows.to(table.weight.device)).detach().float().cpu().clone()
         else:  # "random"
             initial = torch.randn(p, d) * 0.02
         self.prompt = nn.Parameter(initial)
@@ -38,4 +39,4 @@ class Prompt(KWayMethod):
 
     def paper_trainable_params(self) -> int:
         p, d, k = self.config.num_virtual_tokens, self.backbone.hidden_size, self.num_labels
-        return p * d + d * k + k
+        return p * self.backbone.embedding_width + d * k + k

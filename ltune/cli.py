@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     except LtuneError as err:
         print(f"ltune: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        # Ctrl-C outside a run's training loop (which checkpoints and exits 130 itself): between the
+        # jobs of a sweep, while composing or loading. No traceback; the exit code of an interrupt.
+        print("ltune: interrupted (Ctrl-C); run the same command again to continue: finished runs are kept "
+              "and a sweep skips them", file=sys.stderr)
+        sys.exit(130)
     except BrokenPipeError:
         # The reader went away (ltune predict ... | head): stop quietly, as other shell tools do.
         import os

@@ -86,3 +86,58 @@ def evaluate(
     precision: str = "fp32", gather=None,
 ) -> dict:
     return score(method, predict_scores(method, loader, device, desc, precision, gather), metric_names)
+
+
+def in_given_order(predictions: Predictions) -> torch.Tensor:
+    """The scores (N, K) with row i belonging to the example whose id is i. Evaluation loaders
+    batch texts by length, so the rows ``predict_scores`` returns are in length order; only the
+    ids tie them to the texts. The ids must be 0..N-1 (each given text numbered by its position)."""
+    order = predictions.ids.argsort()
+    if not torch.equal(predictions.ids[order], torch.arange(len(order), dtype=predictions.ids.dtype)):
+        raise ValueError("in_given_order needs the ids 0..N-1, each once")
+    return predictions.scores[order]
+
+
+#: Two labels whose scores agree within this on every text are reported as tied.
+TIE_RTOL, TIE_ATOL = 1e-5, 1e-6
+
+
+def tied_label_groups(scores: torch.Tensor, method: TuningMethod | None = None) -> list[list[int]]:
+    """Groups (label indices, ascending) of labels that get the same score on every text of
+    ``scores`` (N, K), or (for a method that can say so, e.g. L-prefix) the same label
+    representation whatever the text. The argmax always gives a tie to the first label of a group,
+    so the others are never predicted."""
+    k = scores.shape[1]
+    same = [[j != i and len(scores) > 0 and torch.allclose(scores[:, i], scores[:, j], TIE_RTOL, TIE_ATOL)
+             for j in range(k)] for i in range(k)]
+    identical = getattr(method, "identical_label_pairs", None)
+    for i, j in (identical() if identical is not None and k == method.num_labels else []):
+        same[i][j] = same[j][i] = True
+    groups, seen = [], set()
+    for i in range(k):  # connected components of the "same" relation
+        if i in seen or not any(same[i]):
+            continue
+        group, todo = set(), [i]
+        while todo:
+            a = todo.pop()
+            if a not in group:
+                group.add(a)
+                todo += [b for b in range(k) if same[a][b]]
+        seen |= group
+        groups.append(sorted(group))
+    return groups
+
+
+def tie_warning(groups: list[list[int]], names: list[str], method_name: str, texts: int) -> str | None:
+    """The ``ltune: warning:`` line for tied labels (None when there are none)."""
+    if not groups:
+        return None
+    described = "; ".join(
+        ", ".join(f"'{names[i]}'" for i in g) + f" (only '{names[g[0]]}' can be predicted)" for g in groups)
+    why = ("L-prefix's Z (the paper's) reads only the pooling weights over the label text's positions, so label "
+           "texts of the same token length get the same prefix once the softmax settles on the same position"
+           if method_name == "l_prefix" else "the method gives these labels the same representation")
+    way_out = ("method.z_input=states, method.pool_softmax=false, or label texts of different token lengths"
+               if method_name == "l_prefix" else "other label texts or another learning rate")
+    return (f"ltune: warning: labels with identical scores on all {texts} texts: {described}; {why}; "
+            f"ties go to the first label. Way out: {way_out}")

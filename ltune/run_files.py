@@ -26,6 +26,20 @@ FAILED = "failed.json"
 LOCK = ".lock"
 
 
+def check_folder_path(path: Path, what: str) -> None:
+    """That ``path`` is a folder or can become one: no part of it is an existing file (checked
+    before anything is written, so the problem is one line, not a NotADirectoryError)."""
+    from ltune.errors import LtuneError
+
+    path = Path(path).expanduser()
+    for part in [path, *path.parents]:
+        if part.exists() or part.is_symlink():
+            if not part.is_dir():
+                where = "is a file" if part == path else f"is below {part}, which is a file"
+                raise LtuneError(f"{what} {path} {where}, not a folder; give a folder there")
+            return
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

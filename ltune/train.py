@@ -36,7 +36,7 @@ from ltune.data import Task, load_task
 from ltune.data.batching import LengthGroupedBatches
 from ltune.data.collate import ClassificationCollator, PairCollator, TokenizedExamples, evaluation_loader
 from ltune.errors import LtuneError
-from ltune.evaluation import Predictions, autocast, evaluate, predict_scores, score
+from ltune.evaluation import Predictions, autocast, evaluate, predict_scores, score, tie_warning, tied_label_groups
 from ltune.loggers import NoLogger, make_logger
 from ltune.methods import build_method
 from ltune.methods.base import TuningMethod
@@ -85,6 +85,12 @@ class Components:
 def build_components(cfg: DictConfig, runtime: Runtime) -> Components:
     backbone = load_backbone(cfg.model, runtime.device, reuse=True)
     task = load_task(cfg.data, cfg.seed)
+    unseen = unseen_dev_labels(task)
+    if unseen and runtime.main:
+        print(f"ltune: warning: dev labels never seen in training: "
+              + ", ".join(f"'{name}' ({count} of {len(task.dev)} dev texts)" for name, count in unseen.items())
+              + f"; the run cannot learn them, so its dev figures count them as errors. Check the splits of "
+              f"data={cfg.data.name} (or data.max_train_samples)", flush=True)
     if not backbone.placed:
         backbone.to(runtime.device)  # first: the L-methods encode their label texts where the backbone lives
     # Loading (or reusing) the backbone may draw random numbers: the method starts from the seed alone.
@@ -95,6 +101,15 @@ def build_components(cfg: DictConfig, runtime: Runtime) -> Components:
     if cfg.trainer.compile:
         compile_backbone(backbone)
     return Components(backbone, task, method)
+
+
+def unseen_dev_labels(task: Task) -> dict[str, int]:
+    """Dev labels that no training example has: {label name: its count in dev}."""
+    import collections
+
+    seen = {e.label for e in task.train}
+    counts = collections.Counter(e.label for e in task.dev if e.label not in seen)
+    return {task.label_names[label]: counts[label] for label in sorted(counts)}
 
 
 @dataclasses.dataclass
@@ -294,6 +309,8 @@ class Loop:
     state: TrainState
     log: object
     tracker: object
+    #: Set by Ctrl-C (SIGINT) anywhere in the run: the step in flight finishes, then a checkpoint.
+    interrupted: list = dataclasses.field(default_factory=list)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -317,17 +334,17 @@ def run_training(loop: Loop, pending_rng: dict | None) -> float:
     loop.components.method.train()
     progress = tqdm(total=total, initial=state.step, desc="train", dynamic_ncols=True, disable=not loop.runtime.main)
     try:
-        with ctrl_c_finishes_the_step() as interrupted:
-            while state.step < total and state.stop_reason is None:
-                batches = state.start_epoch(loop.loaders)
-                if pending_rng is not None:
-                    restore_rng_states(pending_rng)  # dropout masks continue as they would have
-                    pending_rng = None
-                for batch in batches:
-                    if after_step(loop, train_one(loop, batch), clock_start, progress, interrupted):
-                        break
-                else:  # the epoch ended: the next one starts from the generators' current states
-                    state.end_epoch(loop.loaders)
+        interrupted = loop.interrupted
+        while state.step < total and state.stop_reason is None:
+            batches = state.start_epoch(loop.loaders)
+            if pending_rng is not None:
+                restore_rng_states(pending_rng)  # dropout masks continue as they would have
+                pending_rng = None
+            for batch in batches:
+                if after_step(loop, train_one(loop, batch), clock_start, progress, interrupted):
+                    break
+            else:  # the epoch ended: the next one starts from the generators' current states
+                state.end_epoch(loop.loaders)
     finally:
         progress.close()
         if loop.log is not None:
@@ -402,6 +419,10 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
     eval_seconds = time.perf_counter() - tick
     if not runtime.main:
         return {"dev": dev, "selection": {"best_step": best["step"]}}
+    tied = tied_label_groups(predictions.scores, method)
+    warning = tie_warning(tied, task.label_names, str(cfg.method.name), len(predictions.labels))
+    if warning:
+        print(warning, flush=True)
     run_files.save_parameters(loop.run_dir / run_files.PARAMS, best["state"],
                               {"method": cfg.method.name, "step": str(best["step"])})
     write_predictions(loop.run_dir / run_files.PREDICTIONS, predictions)
@@ -414,6 +435,9 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
         "paper_formula_params": method.paper_trainable_params(),
         "total_params": sum(p.numel() for p in method.parameters()),
         "dev": dev,
+        # Labels whose scores tie on every dev text (only the first of each group is ever predicted).
+        "tied_labels": [[task.label_names[i] for i in group] for group in tied],
+        "dev_labels_unseen_in_training": unseen_dev_labels(task),
         "selection": {"split": "heldout", "metric": cfg.trainer.select_on, "best_step": best["step"],
                       "score": best["score"], "accuracy": best["metrics"]["accuracy"], "metrics": best["metrics"]},
         "stopped": {"step": state.step, "budget_steps": loop.optimisation.total_steps,
@@ -464,10 +488,26 @@ def write_predictions(path: Path, predictions: Predictions) -> None:
 def train(cfg: DictConfig, run_dir: Path, group: str | None = None, resume: bool = False) -> dict:
     """Train one run into ``run_dir``; ``group`` names the sweep it belongs to (for trackers).
     With ``resume``, continue from ``run_dir``'s checkpoint. ``cfg`` has been validated (the
-    commands check it against the schema before anything runs)."""
+    commands check it against the schema before anything runs).
+
+    Ctrl-C anywhere in the run (loading, encoding label texts, held-out or dev evaluation) never
+    raises inside it: during training the step in flight finishes, a checkpoint is saved and the
+    run exits 130; during the final dev evaluation the run finishes writing its results, then
+    exits 130 (a sweep stops there; run again, it skips the finished job)."""
+    with ctrl_c_finishes_the_step() as interrupted:
+        metrics = _train(cfg, run_dir, group, resume, interrupted)
+    if interrupted:
+        if is_main_process():
+            print(f"ltune: interrupted; the run had finished training and its results are written to {run_dir}",
+                  flush=True)
+        raise SystemExit(130)
+    return metrics
+
+
+def _train(cfg: DictConfig, run_dir: Path, group: str | None, resume: bool, interrupted: list) -> dict:
     main = is_main_process()
     if not main:
-        return _run(cfg, run_dir, NoLogger(), resume)
+        return _run(cfg, run_dir, NoLogger(), resume, interrupted)
     prepare_run_dir(run_dir)
     with run_files.RunLock(run_dir):  # a second process on this folder stops with one line
         if not resume and (run_dir / run_files.CHECKPOINT).exists():
@@ -475,14 +515,14 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None, resume: bool
         tracker = make_logger(cfg, run_dir, group)
         failed = True
         try:
-            metrics = _run(cfg, run_dir, tracker, resume)
+            metrics = _run(cfg, run_dir, tracker, resume, interrupted)
             failed = False
             return metrics
         finally:
             tracker.finish(failed=failed)
 
 
-def _run(cfg: DictConfig, run_dir: Path, tracker, resume: bool) -> dict:
+def _run(cfg: DictConfig, run_dir: Path, tracker, resume: bool, interrupted: list | None = None) -> dict:
     runtime = set_up_runtime(cfg)
     components = build_components(cfg, runtime)
     if runtime.main and not resume:
@@ -498,7 +538,8 @@ def _run(cfg: DictConfig, run_dir: Path, tracker, resume: bool) -> dict:
             run_files.truncate_log(run_dir / run_files.LOG, state.step)
             print(f"ltune: resuming {run_dir} at step {state.step}", flush=True)
     log = run_files.JsonlLog(run_dir / run_files.LOG) if runtime.main else None
-    loop = Loop(cfg, run_dir, runtime, components, loaders, model, optimisation, state, log, tracker)
+    loop = Loop(cfg, run_dir, runtime, components, loaders, model, optimisation, state, log, tracker,
+                interrupted if interrupted is not None else [])
     train_seconds = run_training(loop, pending_rng)
     return write_results(loop, train_seconds)
 

@@ -79,6 +79,21 @@ def data_files(tmp, train, dev=None):
     return [f"data.files.train={train}", f"data.files.validation={dev}", "data.format=null"]  # format from the suffix
 
 
+TICKETS = """name: tickets
+files: {train: TRAIN, validation: DEV}
+text_fields: [text]
+label_names: [sports, cooking]
+label_texts: ["this text is about sports", "this text is about cooking and food"]
+"""
+
+
+def user_conf(tmp: Path, name: str, text: str) -> Path:
+    """A user's --config-dir with one data config (TRAIN/DEV: two small jsonl files)."""
+    train, dev = write(tmp / "u_train.jsonl", rows()), write(tmp / "u_dev.jsonl", rows(6))
+    write(tmp / "my_conf" / "data" / f"{name}.yaml", text.replace("TRAIN", str(train)).replace("DEV", str(dev)))
+    return tmp / "my_conf"
+
+
 # Each case: (id, function of tmp_path and the finished run giving the arguments, text the line must hold).
 CASES = [
     # -- config values ------------------------------------------------------------------------
@@ -171,6 +186,21 @@ CASES = [
     ("report of an empty folder", lambda t, r: ["report", str(t)], "no finished runs (metrics.json) under"),
     ("report of a file", lambda t, r: ["report", str(write(t / "x.txt", "x"))], "is not a folder"),
     ("unknown command", lambda t, r: ["fly"], "unknown command 'fly'; valid commands:"),
+    # -- issue 21 -----------------------------------------------------------------------------
+    ("negative seed", lambda t, r: ["train", "seed=-1"], "seed must be an integer from 0 to 4294967295, got -1"),
+    ("seed above NumPy's range", lambda t, r: ["train", f"seed={2**32}"], "seed must be an integer from 0 to"),
+    ("MNLI folder missing: the files it really reads", lambda t, r: ["train", "data=mnli", f"data.glue_dir={t}"],
+     "data.glue_dir must hold MNLI/train.tsv and MNLI/dev_matched.tsv"),
+    ("user data config named like a built-in one", lambda t, r: [
+        "train", "--config-dir", str(user_conf(t, "cb", "name: cb\n")), "data=cb"],
+     "data/cb.yaml has the name of ltune's own data config 'cb', which Hydra would use instead of yours"),
+    ("misspelt key in a user's data yaml", lambda t, r: [
+        "train", "--config-dir", str(user_conf(t, "tickets", TICKETS.replace("text_fields:", "text_field:"))),
+        "data=tickets"], "data/tickets.yaml; valid keys under data: eval_sample_seed, eval_split, files,"),
+    ("output root below a file", lambda t, r: ["train", f"output_root={write(t / 'f.txt', 'x')}/out"],
+     "/f.txt, which is a file, not a folder; give a folder there"),
+    ("train into a finished run's folder", lambda t, r: ["train", f"hydra.run.dir={r}", *SHORT],
+     "already holds a finished run; it is never overwritten: give another hydra.run.dir"),
 ]
 
 
@@ -189,6 +219,37 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path, finished_run, 
     assert len(lines) == 1 and expected in lines[0], (out + err)[-2000:]
     assert "Traceback" not in out + err
     assert snapshot(outputs) == before and snapshot(finished_run) == run_before
+
+
+def test_output_folder_below_a_file(tmp_path, finished_run, monkeypatch, capsys):
+    """LTUNE_OUTPUT_DIR below a regular file: one line for train and eval (was a NotADirectoryError
+    traceback), before any model is loaded."""
+    from tests.conftest import run_cli as run
+
+    blocker = write(tmp_path / "a_file", "x")
+    for args in (["train", *SHORT], ["eval", f"run={finished_run}"]):
+        before = snapshot(tmp_path)
+        code, out, err = run(args, blocker / "outputs", monkeypatch, capsys)
+        lines = [line for line in (out + err).splitlines() if line.startswith("ltune:")]
+        assert code == 2 and len(lines) == 1 and "Traceback" not in out + err, (out + err)[-1500:]
+        assert f"{blocker / 'outputs'} is below {blocker}, which is a file, not a folder" in lines[0]
+        assert snapshot(tmp_path) == before
+
+
+def test_a_refused_run_leaves_the_folder_another_process_trains_alone(tmp_path, monkeypatch, capsys):
+    """A second ``ltune train hydra.run.dir=X`` while X is being trained stops with one line and
+    changes nothing in X (it used to delete X's config.yaml, log.jsonl, .hydra/ and lock)."""
+    run = tmp_path / "outputs" / "runs" / "busy"
+    write(run / "config.yaml", "seed: 42\n")
+    write(run / "log.jsonl", '{"step": 1, "loss": 0.7}\n')
+    write(run / ".hydra" / "config.yaml", "seed: 42\n")
+    with run_files.RunLock(run):  # "the first run": a lock held through another open file
+        before = snapshot(run)
+        code, out, err = run_cli(["train", f"hydra.run.dir={run}", *SHORT], tmp_path / "outputs", monkeypatch, capsys)
+        assert snapshot(run) == before
+    lines = [line for line in (out + err).splitlines() if line.startswith("ltune:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in out + err, (out + err)[-1500:]
+    assert f"run folder {run} is being trained by pid {os.getpid()}" in lines[0]
 
 
 def test_broken_run_files(tmp_path, finished_run, monkeypatch, capsys):

@@ -47,3 +47,18 @@ def test_matthews_correlation_is_reported_for_cola():
 def test_unknown_metric_is_rejected():
     with pytest.raises(ValueError, match="unknown metric"):
         compute_metrics([0], [0], ["bleu"])
+
+
+def test_tied_labels_are_grouped_and_named():
+    """Issue 21, item 2: labels whose scores agree on every text (within 1e-6) form a group; only
+    the group's first label can win the argmax."""
+    from ltune.evaluation import tie_warning, tied_label_groups
+
+    scores = torch.tensor([[0.3, 0.3, -1.0, 0.3], [2.0, 2.0 + 1e-8, 0.5, 2.0], [-0.4, -0.4, 0.1, -0.4]])
+    assert tied_label_groups(scores) == [[0, 1, 3]]
+    assert tied_label_groups(scores[:, :3] + torch.tensor([0.0, 1e-3, 0.0])) == []  # close is not tied
+    names = ["sports", "cooking", "technology", "travel"]
+    line = tie_warning(tied_label_groups(scores), names, "l_prefix", 3)
+    assert line.startswith("ltune: warning:") and "'sports', 'cooking', 'travel' (only 'sports' can be predicted)" in line
+    assert "method.z_input=states, method.pool_softmax=false, or label texts of different token lengths" in line
+    assert tie_warning([], names, "l_prefix", 3) is None

@@ -22,13 +22,29 @@ from ltune import run_files
 from ltune.errors import LtuneError
 
 
+#: Run folders that existed before this command started: a refused or failed run never removes them
+#: (another process may be training there, or they hold an earlier run's records).
+_EXISTING_RUN_DIRS: set[Path] = set()
+
+
 def train_command(args: list[str]) -> None:
     import hydra
 
-    if not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in args):
+    checking = not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in args)
+    if checking:
         configs.check_overrides(args)
         configs.check_run_configs(args)
-    args = [*args, *resume_overrides(args)]
+    resume = resume_overrides(args)
+    if resume is None:
+        return  # resume=auto found only a finished run of this config: nothing to resume, nothing trained
+    args = [*args, *resume]
+    _EXISTING_RUN_DIRS.clear()
+    if checking and not any(r.startswith("hydra.run.dir=") for r in resume) and not is_multirun(args):
+        run_dir = explicit_run_dir(args)
+        if run_dir is not None:
+            check_run_dir_is_free(run_dir)
+            if run_dir.exists():
+                _EXISTING_RUN_DIRS.add(run_dir.resolve())
     rank = int(os.environ.get("RANK", "0"))
     if rank > 0:  # data-parallel workers: rank 0 alone writes the run folder and the logs
         scratch = tempfile.mkdtemp(prefix=f"ltune-rank{rank}-")
@@ -38,6 +54,42 @@ def train_command(args: list[str]) -> None:
     sys.argv = ["ltune train", *args]
     configs.register_schema()
     task()
+
+
+def is_multirun(args: list[str]) -> bool:
+    return any(a in ("-m", "--multirun") for a in args)
+
+
+def explicit_run_dir(args: list[str]) -> Path | None:
+    """The folder a single run will use when the command line names it (hydra.run.dir=...);
+    None for the default, a new folder named by the time to the microsecond."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    texts = configs.override_args(args)
+    if not any(o.get_key_element() == "hydra.run.dir" for o in OverridesParser.create().parse_overrides(texts)):
+        return None
+    from omegaconf.errors import OmegaConfBaseException
+
+    cfg = configs.compose(texts, configs.extra_config_dirs(args), hydra_config=True)
+    try:
+        return Path(str(cfg.hydra.run.dir))
+    except OmegaConfBaseException:  # an interpolation only a running Hydra job resolves (${hydra:...})
+        return None
+
+
+def check_run_dir_is_free(run_dir: Path) -> None:
+    """Before Hydra writes anything into it: a run folder that another process trains, that holds
+    a finished run or an unfinished one (without resume=) is refused, and left as it is."""
+    run_files.check_folder_path(run_dir, "hydra.run.dir")
+    holder = run_files.RunLock.holder(run_dir)
+    if holder:
+        raise LtuneError(f"run folder {run_dir} is being trained by {holder}; give another hydra.run.dir, or wait "
+                         f"for it to finish (or stop it)")
+    if (run_dir / run_files.METRICS).exists():
+        raise LtuneError(f"run folder {run_dir} already holds a finished run; it is never overwritten: give another "
+                         f"hydra.run.dir")
+    if (run_dir / run_files.CHECKPOINT).exists():
+        raise LtuneError(f"run folder {run_dir} holds an unfinished run; continue it with resume={run_dir}")
 
 
 def train_task(cfg) -> dict | None:
@@ -71,7 +123,8 @@ def train_task(cfg) -> dict | None:
         if multirun:
             record_failure(run_dir, str(err))
             return None
-        remove_unfinished(run_dir)
+        if run_dir.resolve() not in _EXISTING_RUN_DIRS:
+            remove_unfinished(run_dir)
         sys.exit(2)
     except Exception as err:
         if not multirun:
@@ -169,8 +222,9 @@ class SweepFailures(Callback):
 
 # -- resume=DIR|auto ------------------------------------------------------------------------
 
-def resume_overrides(args: list[str]) -> list[str]:
-    """For resume=DIR|auto: check the folder and run Hydra in it."""
+def resume_overrides(args: list[str]) -> list[str] | None:
+    """For resume=DIR|auto: check the folder and run Hydra in it. None: resume=auto found only a
+    finished run of this config (it says where; nothing is trained)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     texts = configs.override_args(args)
@@ -178,9 +232,16 @@ def resume_overrides(args: list[str]) -> list[str]:
     if not values or values[0] is None:
         return []
     if str(values[0]) == "auto":
-        folder = newest_unfinished_run([t for t in texts if not t.startswith("resume=")],
-                                       configs.extra_config_dirs(args))
+        overrides = [t for t in texts if not t.startswith("resume=")]
+        extra_dirs = configs.extra_config_dirs(args)
+        folder = newest_run_of(overrides, extra_dirs, finished=False)
         if folder is None:
+            done = newest_run_of(overrides, extra_dirs, finished=True)
+            if done is not None:
+                print(f"ltune: resume=auto: a finished run of this config exists: {done} (its results are in "
+                      f"{done / run_files.METRICS}); nothing to resume and nothing trained. To train another run "
+                      f"of it anyway, leave out resume=auto", file=sys.stderr)
+                return None
             print("ltune: resume=auto found no unfinished run of this config; starting a new run", file=sys.stderr)
             return ["resume=null"]
         check_not_training(folder)
@@ -201,19 +262,26 @@ def check_not_training(folder: Path) -> None:
                          f"before resuming it")
 
 
-def newest_unfinished_run(overrides: list[str], extra_dirs: list[Path]) -> Path | None:
-    """The newest run folder whose resolved config equals this one's and that has a checkpoint."""
+def newest_run_of(overrides: list[str], extra_dirs: list[Path], finished: bool = False) -> Path | None:
+    """The newest run folder whose resolved config equals this one's: an unfinished one (with a
+    checkpoint), or with ``finished`` a finished one (with metrics.json)."""
     from omegaconf import OmegaConf
 
     cfg = configs.compose(overrides, extra_dirs)
     wanted = OmegaConf.to_container(cfg, resolve=True)
     runs = Path(wanted["output_root"]) / "runs"
+    marker = run_files.METRICS if finished else run_files.CHECKPOINT
     candidates = []
-    for checkpoint in runs.glob(f"*/{run_files.CHECKPOINT}"):
-        folder = checkpoint.parent
-        if (folder / run_files.METRICS).exists() or not (folder / run_files.CONFIG).exists():
+    for found in runs.glob(f"*/{marker}"):
+        folder = found.parent
+        if (not finished and (folder / run_files.METRICS).exists()) or not (folder / run_files.CONFIG).exists():
             continue
         saved = OmegaConf.to_container(OmegaConf.load(folder / run_files.CONFIG), resolve=True)
         if configs.same_settings(saved, wanted, skip=RESULT_FREE_KEYS):
             candidates.append(folder)
     return max(candidates, key=lambda f: f.stat().st_mtime) if candidates else None
+
+
+def newest_unfinished_run(overrides: list[str], extra_dirs: list[Path]) -> Path | None:
+    """The newest run folder whose resolved config equals this one's and that has a checkpoint."""
+    return newest_run_of(overrides, extra_dirs, finished=False)

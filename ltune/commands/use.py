@@ -131,6 +131,14 @@ def outputs_folder() -> Path:
     return Path(os.environ.get("LTUNE_OUTPUT_DIR", "outputs"))
 
 
+def check_output_place(out: str | None) -> None:
+    """Before a model is loaded: the result file's folder can exist (no file in its way)."""
+    if out:
+        run_files.check_folder_path(Path(out).parent, "the folder of out=")
+    else:
+        run_files.check_folder_path(outputs_folder(), "the output folder (LTUNE_OUTPUT_DIR)")
+
+
 def load_run(run_dir: Path, label_texts: list[str] | None = None, device: str | None = None):
     """(config, method with the run's trained parameters) of a finished run folder, on the run's
     own device setting (trainer.device) unless ``device`` overrides it."""
@@ -183,6 +191,7 @@ def eval_command(args: list[str]) -> dict:
     from ltune.evaluation import evaluate
 
     options = parse_options(args, EvalOptions)
+    check_output_place(options.out)
     cfg, method = load_run(Path(options.run), device=options.device)
     # The run's own precision and evaluation batch size, so that its dev figure is reproduced.
     precision = str(options.precision or cfg.trainer.get("precision", "fp32"))
@@ -271,22 +280,33 @@ def open_label_texts(raw: str | None) -> list[str] | None:
 
 
 @torch.no_grad()
-def predict_command(args: list[str]) -> list[dict]:
+def predict_probabilities(method, rows: list[tuple[str, ...]], batch_size: int = 32, precision: str = "fp32"):
+    """(scores, probabilities) of every label for each row, row i of the result for ``rows[i]``.
+    The L-methods score each (text, label) pair on its own: sigmoid; the K-way heads: softmax."""
     from ltune.data import Example
     from ltune.data.collate import evaluation_loader
-    from ltune.evaluation import predict_scores
+    from ltune.evaluation import in_given_order, predict_scores
+
+    loader = evaluation_loader([Example(texts, 0, i) for i, texts in enumerate(rows)], method.backbone, batch_size)
+    # The loader batches by length: the ids put each row of scores back beside its text.
+    scores = in_given_order(predict_scores(method, loader, method.backbone.device, "predict", precision))
+    return scores, (scores.sigmoid() if method.pair_training else scores.softmax(-1))
+
+
+@torch.no_grad()
+def predict_command(args: list[str]) -> list[dict]:
+    from ltune.evaluation import tie_warning, tied_label_groups
 
     options = parse_options(args, PredictOptions, repeatable=("text",))
     open_labels = open_label_texts(options.labels)
     cfg, method = load_run(Path(options.run), open_labels, device=options.device)
     names = open_labels or [str(n) for n in cfg.data.label_names]
     rows = read_texts(options, list(cfg.data.text_fields))
-    loader = evaluation_loader([Example(texts, 0, i) for i, texts in enumerate(rows)], method.backbone,
-                               options.batch_size)
     precision = str(options.precision or cfg.trainer.get("precision", "fp32"))
-    scores = predict_scores(method, loader, method.backbone.device, "predict", precision).scores
-    # L-methods score each (text, label) pair on its own: sigmoid; the K-way heads: softmax.
-    probs = scores.sigmoid() if method.pair_training else scores.softmax(-1)
+    scores, probs = predict_probabilities(method, rows, options.batch_size, precision)
+    warning = tie_warning(tied_label_groups(scores, method), names, str(cfg.method.name), len(rows))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     results = []
     for texts, row in zip(rows, probs.tolist()):
         best = max(range(len(names)), key=lambda i: row[i])
@@ -327,6 +347,7 @@ def explain_command(args: list[str]) -> Path:
                          "or file=<texts>")
     if options.steps < 2:
         raise LtuneError(f"steps must be at least 2, got {options.steps}")
+    check_output_place(options.out)
     cfg, method = load_run(Path(options.run), device=options.device)
     texts = read_texts(options, list(cfg.data.text_fields))
     if len(texts) > 1 and options.format == "png":

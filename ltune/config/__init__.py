@@ -65,15 +65,16 @@ def group_options(group: str, extra_dirs: list[Path] = ()) -> list[str]:
     return sorted(names)
 
 
-def compose(overrides: list[str], extra_dirs: list[Path] = ()):
-    """The config ``ltune train OVERRIDES`` would use, without a run (Hydra's compose API)."""
+def compose(overrides: list[str], extra_dirs: list[Path] = (), hydra_config: bool = False):
+    """The config ``ltune train OVERRIDES`` would use, without a run (Hydra's compose API);
+    ``hydra_config`` keeps Hydra's own node (hydra.run.dir, ...)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     register_schema()
     extra = search_path(extra_dirs) if extra_dirs else []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return hydra_compose("config", overrides=list(overrides) + extra)
+        return hydra_compose("config", overrides=list(overrides) + extra, return_hydra_config=hydra_config)
 
 
 def register_schema() -> None:
@@ -93,6 +94,7 @@ def check_overrides(args: list[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(override_args(args))
     except OverrideParseException as err:
         raise LtuneError(f"cannot parse the overrides: {str(err).splitlines()[0]}") from None
+    check_builtin_clashes(args)
     for override in parsed:
         group = override.key_or_group.lstrip("+~")
         if group not in GROUPS:
@@ -141,11 +143,13 @@ def check_run_configs(args: list[str]) -> None:
 
     from ltune.backbone import resolve_model_source
     from ltune.data import check_sources
+    from ltune.run_files import check_folder_path
 
     extra_dirs = extra_config_dirs(args)
     for overrides in sweep_combinations(args):
         cfg = compose_checked(overrides, extra_dirs)
         validate(cfg)
+        check_folder_path(Path(str(cfg.output_root)), "the output folder (LTUNE_OUTPUT_DIR or output_root)")
         check_sources(cfg.data)
         resolve_model_source(cfg.model)
 
@@ -153,7 +157,6 @@ def check_run_configs(args: list[str]) -> None:
 def compose_checked(overrides: list[str], extra_dirs: list[Path] = ()):
     """``compose`` with Hydra's and OmegaConf's errors turned into one line."""
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from ltune.checks import one_line
@@ -161,16 +164,103 @@ def compose_checked(overrides: list[str], extra_dirs: list[Path] = ()):
     try:
         return compose(overrides, extra_dirs)
     except (HydraException, OmegaConfBaseException) as err:
-        cause = err.__cause__ or err
+        # Hydra chains an override's error as the cause; a group file's merge error only as the
+        # context ("In 'data/tickets': ConfigKeyError raised while composing config").
+        context = err.__context__ if isinstance(err.__context__, OmegaConfBaseException) else None
+        cause = err.__cause__ or context or err
         full_key = getattr(cause, "full_key", None)
         if full_key and "not in" in str(cause):
             parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
-            groups = [o for o in overrides if o.split("=")[0] in GROUPS]
-            node = OmegaConf.select(compose(groups, extra_dirs), parent) if parent else compose(groups, extra_dirs)
-            keys = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else ""
+            keys = ", ".join(valid_keys(parent, overrides, extra_dirs))
             where = f" under {parent}" if parent else ""
-            raise LtuneError(f"unknown config key '{full_key}'; valid keys{where}: {keys}") from None
+            typed = any(o.lstrip("+~").split("=")[0] == full_key for o in overrides)
+            source = "" if typed else config_file_of(full_key.split(".")[0], overrides, extra_dirs)
+            raise LtuneError(f"unknown config key '{full_key}'{source}; valid keys{where}: {keys}") from None
         raise LtuneError(one_line(cause) if isinstance(cause, OmegaConfBaseException) else " ".join(str(err).split())) from None
+
+
+def chosen_option(group: str, overrides: list[str]) -> str | None:
+    """The option of a config group the command line picks, else config.yaml's default."""
+    from omegaconf import OmegaConf
+
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if sep and key.lstrip("+~") == group:
+            return value
+    for entry in OmegaConf.load(CONF_DIR / "config.yaml").get("defaults", []):
+        if isinstance(entry, dict) or hasattr(entry, "keys"):
+            for key, value in entry.items():
+                if key == group:
+                    return None if value is None else str(value)
+    return None
+
+
+def config_file_of(group: str, overrides: list[str], extra_dirs: list[Path]) -> str:
+    """' in <file>' for the yaml file a group's chosen option comes from ('' when there is none)."""
+    option = chosen_option(group, overrides) if group in GROUPS else None
+    if option is None:
+        return ""
+    for folder in [CONF_DIR, *extra_dirs]:
+        path = folder / group / f"{option}.yaml"
+        if path.is_file():
+            return f" in {path}"
+    return ""
+
+
+def valid_keys(parent: str, overrides: list[str], extra_dirs: list[Path] = ()) -> list[str]:
+    """The keys a config node takes: from the group's composed node, or (where that node cannot be
+    composed, e.g. a user's yaml file with the misspelt key) from the schema's dataclass."""
+    from omegaconf import OmegaConf
+
+    groups = [o for o in overrides if o.split("=")[0] in GROUPS]
+    try:
+        cfg = compose(groups, extra_dirs)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if hasattr(node, "keys"):
+            return sorted(node.keys())
+    except Exception:  # noqa: BLE001  (the group's own file is broken: the schema says what it takes)
+        pass
+    import dataclasses
+
+    from ltune.config.schema import DataConfig, LoggerConfig, ModelConfig, RunConfig, TrainerConfig
+    from ltune.methods import METHODS
+
+    register_schema()
+    schemas = {"": RunConfig, "model": ModelConfig, "data": DataConfig, "trainer": TrainerConfig,
+               "logger": LoggerConfig}
+    if parent == "method":
+        entry = METHODS.get(chosen_option("method", overrides) or "")
+        schema = entry.config if entry is not None else None
+    else:
+        schema = schemas.get(parent)
+    return sorted(f.name for f in dataclasses.fields(schema)) if schema is not None else []
+
+
+def check_builtin_clashes(args: list[str]) -> None:
+    """A user's config file (--config-dir) named like one of ltune's own options of the same group
+    would be silently ignored (Hydra finds ltune's first): one line instead."""
+    extra_dirs = extra_config_dirs(args)
+    if not extra_dirs:
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    chosen: dict[str, set[str]] = {}
+    for override in OverridesParser.create().parse_overrides(override_args(args)):
+        group = override.key_or_group.lstrip("+~")
+        if group in GROUPS:
+            values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+            chosen.setdefault(group, set()).update(str(v) for v in values if v is not None)
+    for group in GROUPS:
+        options = chosen.get(group) or {chosen_option(group, [])} - {None}
+        for option in sorted(options):
+            ours = CONF_DIR / group / f"{option}.yaml"
+            for folder in extra_dirs:
+                theirs = folder / group / f"{option}.yaml"
+                if theirs.is_file() and ours.is_file():
+                    raise LtuneError(
+                        f"{theirs} has the name of ltune's own {group} config '{option}', which Hydra would use "
+                        f"instead of yours; rename your file (e.g. {folder / group / f'my_{option}.yaml'}) and give "
+                        f"{group}=my_{option}")
 
 
 def differing_settings(saved: dict, wanted: dict, skip=(), prefix: str = "") -> list[str]:

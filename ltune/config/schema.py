@@ -74,7 +74,10 @@ class DataConfig:
     glue_task: Optional[str] = None  # the task's folder in glue_dir (CoLA, RTE, ...)
     glue_files: Optional[Dict[str, str]] = None  # {split: file} where not train.tsv / dev.tsv / test.tsv
     glue_columns: Optional[Dict[str, str]] = None  # {our field: TSV column} where GLUE's header differs
-    files: Optional[Dict[str, str]] = None  # local files: {train: path, validation: path}
+    #: Local files: {train: path, validation: path}. Typed Any (checked in __post_init__): an
+    #: OmegaConf Dict node that is null cannot take a whole dict from the command line
+    #: (data=cb 'data.files={train: ..., validation: ...}' failed inside OmegaConf's merge).
+    files: Any = None
     format: Optional[str] = None  # json | csv | tsv | parquet; null: from the file suffix
     train_split: str = "train"
     eval_split: str = "validation"  # the split reported as "dev"; never used for selection
@@ -107,6 +110,10 @@ class DataConfig:
         require(0 < self.heldout_fraction < 1, f"data.heldout_fraction must be between 0 and 1, got {self.heldout_fraction}")
         require(self.format in (None, "json", "csv", "tsv", "parquet"),
                 f"unknown data.format '{self.format}'; valid: json, csv, tsv, parquet (or null)")
+        require(self.files is None or (isinstance(self.files, dict) and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in self.files.items())),
+                f"data.files must map split names to file paths, e.g. {{train: a.jsonl, validation: b.jsonl}}, "
+                f"got {self.files!r}")
         require(bool(self.files or self.hub_path or (self.glue_dir and self.glue_task)),
                 f"data set {self.name} names no source: set data.files, data.hub_path or data.glue_dir")
 
@@ -212,6 +219,9 @@ class RunConfig:
     output_root: str = "${oc.env:LTUNE_OUTPUT_DIR,outputs}"
 
     def __post_init__(self):
+        # NumPy's seed is an unsigned 32-bit number (torch's and Python's would take more).
+        require(is_int(self.seed) and 0 <= self.seed < 2**32,
+                f"seed must be an integer from 0 to {2**32 - 1}, got {self.seed!r}")
         require(self.trainer.select_on in self.data.metrics,
                 f"trainer.select_on={self.trainer.select_on} is not computed for data={self.data.name} "
                 f"(its metrics: {', '.join(self.data.metrics)}); pick one of those or add it to data.metrics")

@@ -100,13 +100,14 @@ def check_sources(cfg) -> None:
     splits = [cfg.train_split, cfg.eval_split]
     if cfg.get("glue_dir") and cfg.get("glue_task"):
         folder = Path(cfg.glue_dir).expanduser() / cfg.glue_task
-        if not folder.is_dir():
-            raise LtuneError(f"GLUE folder {folder} not found; data.glue_dir must hold {cfg.glue_task}/train.tsv "
-                             f"and {cfg.glue_task}/dev.tsv")
         files = {**GLUE_FILES, **(cfg.get("glue_files") or {})}
         for split in splits:
             if split not in files:
                 raise LtuneError(f"GLUE folder data has no split '{split}'; valid splits: {', '.join(files)}")
+        if not folder.is_dir():  # name the files this data config reads (MNLI's dev is dev_matched.tsv)
+            raise LtuneError(f"GLUE folder {folder} not found; data.glue_dir must hold "
+                             + " and ".join(f"{cfg.glue_task}/{files[split]}" for split in splits))
+        for split in splits:
             check_file(folder / files[split], "GLUE file")
     elif cfg.get("files"):
         for split in splits:

@@ -59,6 +59,19 @@ class LPrefix(LabelConditioned):
         kv = kv.view(k, b.num_layers, 2, l, b.num_kv_heads, b.head_dim)
         return kv.permute(1, 2, 0, 4, 3, 5)
 
+    @torch.no_grad()
+    def identical_label_pairs(self) -> list[tuple[int, int]]:
+        """Label pairs (i < j) whose prefixes and prefix masks are the same: the frozen model then
+        reads every text identically under both labels, so their scores tie on every text. With
+        the paper's Z over the pooling weights this happens to label texts of the same token
+        length once the softmax puts (almost) all weight on the same position."""
+        from ltune.evaluation import TIE_ATOL, TIE_RTOL
+
+        prefixes = self.label_prefixes().transpose(0, 2).reshape(self.num_labels, -1).float()
+        return [(i, j) for i in range(self.num_labels) for j in range(i + 1, self.num_labels)
+                if torch.equal(self.label_mask[i], self.label_mask[j])
+                and torch.allclose(prefixes[i], prefixes[j], TIE_RTOL, TIE_ATOL)]
+
     def pair_logits(self, batch, label_ids):
         prefix_kv = self.label_prefixes()[:, :, label_ids]
         pooled = self.backbone.encode(

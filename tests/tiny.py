@@ -28,8 +28,8 @@ from ltune.backbone import Backbone
 FAMILIES = ("bert", "roberta", "deberta", "falcon", "bloom", "llama")
 #: The families people tune today (issue 24), each with the quirk it brings; tests/methods/test_families.py
 #: runs every method on each. A sliding window of 4 and a prefix of 6 exercise windows shorter than the prefix.
-NEW_FAMILIES = ("llama3", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3", "olmo2", "smollm3", "mixtral",
-                "gpt_neox", "modernbert", "electra", "distilbert")
+NEW_FAMILIES = ("llama3", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3", "olmo2", "smollm3",
+                "mistral", "mixtral", "gpt_neox", "modernbert", "electra", "distilbert")
 HIDDEN, LAYERS, HEADS = 32, 2, 4
 WINDOW = 4
 
@@ -105,6 +105,8 @@ def new_family_config(family: str, vocab: int):
             original_max_position_embeddings=64))),
         # q/k norms; layer 0 global, layer 1 sliding (Qwen's max_window_layers).
         "qwen3": ("qwen3", dict(grouped, use_sliding_window=True, max_window_layers=1, **window)),
+        "qwen2": ("qwen2", dict(decoder, use_sliding_window=True, max_window_layers=0, **window)),  # both slide
+        "mistral": ("mistral", dict(decoder, **window)),  # Mistral-7B-v0.1's one window for every layer
         "qwen3_moe": ("qwen3_moe", dict(grouped, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16)),
         # sliding and global layers alternating, attention-logit soft-capping (a low cap, so it bites).
         "gemma2": ("gemma2", dict(grouped, attn_logit_softcapping=1.0, **window)),

@@ -17,7 +17,7 @@ from tests.methods.test_methods import make, paper_formula
 from tests.tiny import LABEL_TEXTS, NEW_FAMILIES, WINDOW, method_cfg, one_thread, tiny_backbone  # noqa: F401
 
 MATRIX = list(itertools.product(NEW_FAMILIES, METHODS))
-WINDOWED = ("qwen3", "gemma2", "gemma3_text", "phi3", "modernbert")  # their tiny configs have WINDOW
+WINDOWED = ("qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "mistral", "modernbert")  # their tiny configs have WINDOW
 LONG_TEXT = "one two three four five six seven eight nine ten eleven twelve thirteen"
 
 

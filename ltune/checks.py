@@ -41,8 +41,12 @@ def positive_number(key: str, value) -> None:
 
 
 def one_line(err: Exception) -> str:
-    """An OmegaConf error as one line: its message and the key it concerns."""
-    cause = getattr(err, "__cause__", None) or err
+    """An OmegaConf error as one line: its message and the key it concerns. An OmegaConf error is
+    read itself: under a debugger or coverage (or OC_CAUSE=1) OmegaConf chains the unformatted
+    original ("Value '$VALUE' ...") as its cause. Another error (Hydra's) is read through its cause."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    cause = err if isinstance(err, OmegaConfBaseException) else (getattr(err, "__cause__", None) or err)
     message = str(getattr(cause, "msg", None) or str(cause)).strip().splitlines()[0]
     key = getattr(cause, "full_key", None) or getattr(err, "full_key", None)
     return f"{key}: {message}" if key and key not in message else message

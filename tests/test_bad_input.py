@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ltune import cli, run_files
+from ltune import run_files
+from tests.conftest import run_cli
 
 SHORT = ["trainer.max_steps=2", "trainer.eval_every=2", "data.max_eval_samples=8", "model.max_length=32"]
 
@@ -25,40 +26,10 @@ def snapshot(folder: Path) -> dict:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else "folder" for p in folder.rglob("*")}
 
 
-def run_cli(args, outputs: Path, monkeypatch, capsys, stdin: str | None = None):
-    """(exit code, stdout, stderr) of ``ltune ARGS`` in this process."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    monkeypatch.setenv("LTUNE_OUTPUT_DIR", str(outputs))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(sys, "argv", ["ltune", *args])
-    if stdin is not None:
-        import io
-
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    capsys.readouterr()
-    code = 0
-    try:
-        cli.main(list(args))
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        GlobalHydra.instance().clear()
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A finished 2-step run of the default job (trained once, in a subprocess)."""
-    outputs = tmp_path_factory.mktemp("trained")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LTUNE_OUTPUT_DIR": str(outputs)}
-    result = subprocess.run([sys.executable, "-m", "ltune.cli", "train", *SHORT], capture_output=True, text=True,
-                            env=env, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    (run,) = (outputs / "runs").iterdir()
-    return run
+def finished_run(trained_runs):
+    """A finished short run of the default job (trained once per test session, shared)."""
+    return trained_runs("l_prefix")
 
 
 def write(path: Path, text: str) -> Path:
@@ -297,6 +268,7 @@ def test_run_files_get_the_umask_permissions(tmp_path):
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.slow  # two real processes: the lock held by a process that trains
 def test_two_trainings_of_one_run_folder_cannot_both_proceed(tmp_path):
     """A trains and holds the folder's lock; B, resuming the same folder, stops with one line naming
     A, and changes nothing in it."""

@@ -10,7 +10,7 @@ STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test test-slow coverage train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-paper
+.PHONY: install lock test test-slow coverage train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -115,6 +115,17 @@ reproduce-ablations:
 	  HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=ablations $$overrides $(OFFLINE_OVERRIDES) \
 	    hydra.sweep.dir=$(ABLATION_SWEEP)/$$name || exit 1; done
 	$(BIN)/ltune report $(dir $(ABLATION_SWEEP))
+
+# SST-2 on minilm with 10 unselected replicates per method (issue 22's protocol; docs/sst2_seeds/PLAN.md).
+# The sweep folder is docs/sst2_seeds/runs: commit its finished runs' small files (never weights or
+# checkpoints: .gitignore) as they finish; the same command on any machine continues the sweep.
+SST2_SEEDS_SWEEP ?= docs/sst2_seeds/runs
+reproduce-sst2-seeds:
+	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (SST-2/)" >&2; exit 2; }
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=sst2_seeds \
+	  $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1) \
+	  hydra.sweep.dir=$(SST2_SEEDS_SWEEP)
+	$(BIN)/ltune report $(SST2_SEEDS_SWEEP)
 
 # The paper's Table 1 (6 models x 3 tasks x 4 methods x 3 seeds): needs the hub and a GPU, checked first.
 reproduce-paper:

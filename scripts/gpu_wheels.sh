@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Download, here (PyPI reachable), the wheels ltune needs on a GPU host without network whose Python
-# already has torch (CUDA), transformers >= 5.0, peft, accelerate, numpy, safetensors, scikit-learn
+# already has torch (CUDA), transformers >= 5.5, peft, accelerate, numpy, safetensors, scikit-learn
 # and matplotlib, but not hydra-core, omegaconf or bitsandbytes. Wheels for CPython $1 (default 3.12),
 # manylinux x86_64, into $2 (default gpu-wheels-cp312); at most 60 MB.
 #   bash scripts/gpu_wheels.sh            # then copy gpu-wheels-cp312/ and this checkout to the host

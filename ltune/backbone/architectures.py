@@ -55,6 +55,10 @@ class Architecture:
     position_limit: Callable = _table_size
     #: The modules peft's LoRA adapts by default (the attention's query and value projections).
     lora_targets: tuple = ("q_proj", "v_proj")
+    #: The config key of attention-logit soft-capping, which only eager attention applies (before
+    #: transformers 5.2x, sdpa ran Gemma-2 without its cap and said nothing): a model with the key
+    #: set runs eager attention.
+    softcap_key: str | None = None
     #: How the model's forward takes prebuilt attention masks when its config sets a sliding window
     #: (ltune builds them so that every text position sees the whole prefix, in sliding layers
     #: too; the window still applies between text positions): "per_layer_type" (a mapping
@@ -93,8 +97,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "qwen3": Architecture(**_DECODER, window_masks="per_layer_type"),  # q/k norms inside attention
     "qwen3_moe": Architecture(**_DECODER, window_masks="all_layers"),
     "gemma": Architecture(**_DECODER),
-    "gemma2": Architecture(**_DECODER, window_masks="per_layer_type"),  # soft-capping: eager attention
-    "gemma3_text": Architecture(**_DECODER, window_masks="per_layer_type"),
+    "gemma2": Architecture(**_DECODER, window_masks="per_layer_type", softcap_key="attn_logit_softcapping"),
+    "gemma3_text": Architecture(**_DECODER, window_masks="per_layer_type", softcap_key="attn_logit_softcapping"),
     "phi3": Architecture(**_DECODER, window_masks="all_layers", lora_targets=("qkv_proj",)),
     "olmo2": Architecture(**_DECODER),
     "smollm3": Architecture(**_DECODER, window_masks="per_layer_type"),

@@ -56,6 +56,7 @@ class Backbone(Tokenizing, nn.Module):
         self.pad_token_id = tokenizer.pad_token_id
         self.uses_token_types = (getattr(model.config, "type_vocab_size", 0) or 0) > 1
         model.requires_grad_(False)
+        require_eager_for_softcapping(model, self.arch)
         if self.arch.prefix_entry == "deberta":
             deberta_prefix.install(model)
 
@@ -211,8 +212,9 @@ class Backbone(Tokenizing, nn.Module):
 
         batch, length = full_mask.shape[0], full_mask.shape[1] - prefix_length
         shape_only = torch.empty(batch, length, 1, dtype=self.dtype, device=full_mask.device)
-        common = dict(config=self.model.config, inputs_embeds=shape_only, attention_mask=full_mask, cache=cache,
+        common = dict(config=self.model.config, inputs_embeds=shape_only, attention_mask=full_mask,
                       position_ids=kwargs.get("position_ids"))
+        common[cache_argument(create_causal_mask)] = cache
         sliding = create_sliding_window_causal_mask(**common, or_mask_function=prefix_columns)
         if self.arch.window_masks == "all_layers":
             return sliding
@@ -243,17 +245,32 @@ class Backbone(Tokenizing, nn.Module):
         return self.model(**label_batch).last_hidden_state.float()
 
 
+def require_eager_for_softcapping(model: PreTrainedModel, arch) -> None:
+    """A model that caps its attention logits (Gemma-2) runs eager attention, the only implementation
+    that applies the cap: transformers 5.24 picks eager itself, earlier 5.x picked sdpa and ran
+    uncapped. Flash attention applies the cap itself and is kept."""
+    config = model.config
+    if not arch.softcap_key or getattr(config, arch.softcap_key, None) is None:
+        return
+    if config._attn_implementation not in ("eager", "flash_attention_2", "flash_attention_3"):
+        print(f"ltune: {config.model_type} caps attention logits ({arch.softcap_key}), which "
+              f"{config._attn_implementation} attention does not apply; running eager attention", flush=True)
+        model.set_attn_implementation("eager")
+
+
 @functools.lru_cache(maxsize=None)
-def cache_argument(model_class: type) -> str:
-    """The forward argument that takes past keys/values: ``cache`` from transformers 5.24 on,
-    ``past_key_values`` before. (Passing ``cache=`` to 5.0-5.23 raises nothing: the model's
-    **kwargs swallow it and the prefix is silently dropped.)"""
-    parameters = inspect.signature(model_class.forward).parameters
+def cache_argument(model_class_or_function) -> str:
+    """The argument that takes past keys/values, of a model class's forward or of one of
+    transformers' mask functions: ``cache`` from transformers 5.24 on, ``past_key_values`` before.
+    (Passing ``cache=`` to a 5.0-5.23 model raises nothing: the model's **kwargs swallow it and the
+    prefix is silently dropped.)"""
+    target = getattr(model_class_or_function, "forward", model_class_or_function)
+    parameters = inspect.signature(target).parameters
     for name in ("cache", "past_key_values"):
         if name in parameters:
             return name
-    raise LtuneError(f"{model_class.__name__}.forward takes neither cache nor past_key_values; "
-                     f"this transformers version is not supported")
+    raise LtuneError(f"{getattr(model_class_or_function, '__name__', target)} takes neither cache nor "
+                     f"past_key_values; this transformers version is not supported")
 
 
 def last_real_position(mask: torch.Tensor) -> torch.Tensor:

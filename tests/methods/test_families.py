@@ -187,7 +187,7 @@ def test_soft_capped_scores_stay_capped_with_a_prefix():
     scaled by 1000 would take all of a query's attention uncapped; capped, one key's weight stays
     below e^c / (e^c + (n - 1) e^-c) with n = 7 visible keys (6 prefix + the position itself)."""
     backbone = tiny_backbone("gemma2")
-    assert backbone.model.config._attn_implementation == "eager"  # sdpa cannot cap: transformers picks eager
+    assert backbone.model.config._attn_implementation == "eager"  # the only attention that applies the cap
     cap = backbone.model.config.attn_logit_softcapping
     batch = batch_of(backbone, ["a few words here"])
     kv = torch.randn(backbone.num_layers, 2, 1, backbone.num_kv_heads, 6, backbone.head_dim) * 1000
@@ -206,6 +206,21 @@ def test_soft_capped_scores_stay_capped_with_a_prefix():
         hook.remove()
     bound = torch.exp(torch.tensor(cap)) / (torch.exp(torch.tensor(cap)) + 6 * torch.exp(torch.tensor(-cap)))
     assert capped <= bound + 1e-6 and uncapped > 0.99
+
+
+def test_a_soft_capped_model_built_with_sdpa_runs_eager_attention(capsys):
+    """Bug (transformers 5.0-5.23): Gemma-2 built with sdpa ran its attention uncapped, silently.
+    The backbone switches such a model to eager attention and says so."""
+    from transformers import AutoModel
+
+    from ltune.backbone import Backbone
+    from tests.tiny import tiny_config, tokenizer
+
+    model = AutoModel.from_config(tiny_config("gemma2"))  # sdpa on transformers 5.0-5.23 (test-floor)
+    model.config._attn_implementation = "sdpa"  # what those versions picked (5.24 refuses sdpa here)
+    backbone = Backbone(model, tokenizer(), pooling="last", max_length=16)
+    assert backbone.model.config._attn_implementation == "eager"
+    assert "caps attention logits (attn_logit_softcapping)" in capsys.readouterr().out
 
 
 # -- encoders without a cache path -------------------------------------------------------------

@@ -9,7 +9,9 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$REPO/.gpu-offline-check}
 PYV=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 if [ ! -x "$WORK/host/bin/python" ]; then
-  bash "$REPO/scripts/new_venv.sh" "$PYTHON" "$WORK/host" "torch==2.13.0"
+  "$PYTHON" -m venv "$WORK/host"
+  "$WORK/host/bin/python" -m pip install -q --upgrade pip
+  "$WORK/host/bin/python" -m pip install -q "torch==2.13.0"
 fi
 "$WORK/host/bin/python" -m pip install -q "transformers==5.17.0" peft accelerate numpy safetensors scikit-learn \
   scipy matplotlib tqdm

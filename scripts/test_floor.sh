@@ -9,7 +9,9 @@ FLOOR_TRANSFORMERS=$(sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.t
 FLOOR_PEFT=$(sed -n 's/.*"peft>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 VENV=.venv-floor
 if [ ! -x "$VENV/bin/python" ]; then
-  bash "$ROOT/scripts/new_venv.sh" "$PYTHON" "$VENV" "torch==2.13.0"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 fi
 "$VENV/bin/python" -m pip install -q "transformers==$FLOOR_TRANSFORMERS" "peft==$FLOOR_PEFT" hydra-core omegaconf \
   accelerate safetensors scikit-learn scipy matplotlib tqdm pytest pytest-timeout

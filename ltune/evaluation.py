@@ -12,8 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ltune.methods.base import TuningMethod
-
-METRICS = ("accuracy", "matthews_corr", "f1", "macro_f1")
+from ltune.metric_names import METRICS
 
 
 def compute_metrics(predictions: list[int], labels: list[int], names: list[str]) -> dict[str, float]:

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 METRICS = "metrics.json"
 CONFIG = "config.yaml"
@@ -87,10 +86,14 @@ def save_parameters(path: Path, state: dict[str, torch.Tensor], metadata: dict[s
 
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Everything a resume needs; the previous checkpoint survives a failed write."""
+    import torch
+
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from ltune.checks import Choice, is_int, one_line, positive_int, positive_number, require
 from ltune.errors import LtuneError
 
-from ltune.evaluation import METRICS
+from ltune.metric_names import METRICS
 
 
 # -- model ------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 itself with ``register`` when this package is imported.
 
 Adding a method is adding a folder: a config dataclass (a ``MethodConfig``), a ``TuningMethod``
-subclass, and an ``__init__.py`` that calls ``register(ConfigClass, ModelClass)``.
+subclass, and an ``__init__.py`` that calls ``register(ConfigClass, "<folder>.model:ModelClass")``.
+The model module is imported when a method is first built, so checking a config imports neither
+torch nor transformers (``ltune train method=lprefix`` answers at once).
 """
 
 from __future__ import annotations
@@ -21,15 +23,22 @@ from ltune.errors import LtuneError
 
 class MethodEntry(NamedTuple):
     config: type  # the config dataclass (the method's schema)
-    model: type  # the TuningMethod subclass
+    model_path: str  # "package.module:Class" of the TuningMethod subclass
+
+    @property
+    def model(self) -> type:
+        """The TuningMethod subclass (its module imported on first use)."""
+        module, _, name = self.model_path.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
 METHODS: dict[str, MethodEntry] = {}
 
 
-def register(config_class: type, model_class: type) -> None:
-    """Called by each method folder: the method's name is its config's ``name`` default."""
-    METHODS[config_class.name] = MethodEntry(config_class, model_class)
+def register(config_class: type, model_path: str) -> None:
+    """Called by each method folder: the method's name is its config's ``name`` default;
+    ``model_path`` is "package.module:Class" of its TuningMethod."""
+    METHODS[config_class.name] = MethodEntry(config_class, model_path)
 
 
 def _discover() -> None:

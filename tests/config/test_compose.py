@@ -16,3 +16,23 @@ def test_hub_data_with_local_files_as_the_offline_error_advises(tmp_path):
     configs.check_run_configs(args)
     cfg = configs.compose(args)
     assert dict(cfg.data.files) == {"train": str(tmp_path / "train.jsonl"), "validation": str(tmp_path / "dev.jsonl")}
+
+
+def test_a_typo_is_refused_before_torch_or_transformers_is_imported():
+    """Bug: `ltune train method=lprefix` imported torch, transformers and scikit-learn (8 s here)
+    before it said the option is unknown: the config schema reached the method models through the
+    method registry and the metric functions. Checking overrides now imports neither."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from ltune import config\n"
+            "from ltune.errors import LtuneError\n"
+            "try:\n"
+            "    config.check_overrides(['method=lprefix'])\n"
+            "except LtuneError as err:\n"
+            "    print(err)\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "unknown method 'lprefix'" in result.stdout, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -78,7 +78,7 @@ def test_a_masked_out_prefix_or_prompt_gives_the_bare_model(family, name):
             assert (method.label_scores(batch) - bare).abs().max() > 1e-4
             return
         if name == "peft_prompt":  # peft's prompt is our prompt: the prompt case covers the bare model
-            ours = METHODS["prompt"][1](tiny_backbone(family), method_cfg("prompt"), LABEL_TEXTS)
+            ours = METHODS["prompt"].model(tiny_backbone(family), method_cfg("prompt"), LABEL_TEXTS)
             ours.prompt.copy_(method.prompt_embedding.weight)
             ours.head.load_state_dict(method.head.state_dict())
             torch.testing.assert_close(ours.eval().label_scores(batch), method.label_scores(batch),
@@ -260,7 +260,7 @@ def test_a_vocab_initialised_prompt_is_scaled_as_the_model_reads_words():
     started sqrt(d) times too small. It is now what the model reads for those words."""
     backbone = tiny_backbone("gemma2")
     torch.manual_seed(5)
-    method = METHODS["prompt"][1](backbone, method_cfg("prompt"), LABEL_TEXTS)
+    method = METHODS["prompt"].model(backbone, method_cfg("prompt"), LABEL_TEXTS)
     torch.manual_seed(5)
     rows = torch.randint(0, backbone.model.get_input_embeddings().num_embeddings, (4,))
     torch.testing.assert_close(method.prompt.detach(), backbone.embed(rows))

@@ -12,7 +12,7 @@ TEXTS = ["a short text", "another, much longer text with more words in it", "thi
 
 def make(family, name, **overrides):
     backbone = tiny_backbone(family)
-    method = METHODS[name][1](backbone, method_cfg(name, **overrides), LABEL_TEXTS)
+    method = METHODS[name].model(backbone, method_cfg(name, **overrides), LABEL_TEXTS)
     encoded = backbone.tokenize(TEXTS)
     batch = backbone.pad([{k: v[i] for k, v in encoded.items()} for i in range(len(TEXTS))])
     batch["labels"] = torch.tensor([0, 2, 1])
@@ -170,7 +170,7 @@ def test_bf16_autocast_step_keeps_trainable_weights_in_fp32(family, name):
 def test_peft_prompt_computes_what_our_prompt_computes(family):
     """Same prompt vectors and head: peft's PromptTuning and ours give the same scores."""
     ours, batch = make(family, "prompt")
-    theirs = METHODS["peft_prompt"][1](tiny_backbone(family), method_cfg("peft_prompt"), LABEL_TEXTS)
+    theirs = METHODS["peft_prompt"].model(tiny_backbone(family), method_cfg("peft_prompt"), LABEL_TEXTS)
     with torch.no_grad():
         theirs.prompt_embedding.weight.copy_(ours.prompt)
         theirs.head.load_state_dict(ours.head.state_dict())
@@ -185,7 +185,7 @@ def test_peft_prompt_leaves_the_shared_model_to_the_other_methods(family):
     prefix.eval()
     with torch.no_grad():
         before = prefix.label_scores(batch)
-        METHODS["peft_prompt"][1](prefix.backbone, method_cfg("peft_prompt"), LABEL_TEXTS)
+        METHODS["peft_prompt"].model(prefix.backbone, method_cfg("peft_prompt"), LABEL_TEXTS)
         after = prefix.label_scores(batch)
     torch.testing.assert_close(after, before, atol=0, rtol=0)
 
@@ -195,8 +195,8 @@ def test_l_prompt_score_of_a_label_does_not_depend_on_the_other_labels_lengths(f
     """RTE-like label texts of different token lengths: "yes" is padded to the longest label.
     Its score must equal the score it gets next to a label of its own length (issue 9, defect 1)."""
     backbone = tiny_backbone(family)
-    short = METHODS["l_prompt"][1](backbone, method_cfg("l_prompt"), ["yes", "no"])
-    mixed = METHODS["l_prompt"][1](backbone, method_cfg("l_prompt"), ["yes", "it does not follow at all"])
+    short = METHODS["l_prompt"].model(backbone, method_cfg("l_prompt"), ["yes", "no"])
+    mixed = METHODS["l_prompt"].model(backbone, method_cfg("l_prompt"), ["yes", "it does not follow at all"])
     assert mixed.label_mask[0].sum() < mixed.label_mask.shape[1]  # "yes" really is padded
     mixed.load_trainable_state_dict(short.trainable_state_dict())
     encoded = backbone.tokenize(TEXTS)

@@ -1,5 +1,4 @@
 from ltune.methods import register
 from ltune.methods.l_prompt.config import LPromptConfig
-from ltune.methods.l_prompt.model import LPrompt
 
-register(LPromptConfig, LPrompt)
+register(LPromptConfig, f"{__name__}.model:LPrompt")

@@ -1,5 +1,4 @@
 from ltune.methods import register
 from ltune.methods.prefix.config import PrefixConfig
-from ltune.methods.prefix.model import Prefix
 
-register(PrefixConfig, Prefix)
+register(PrefixConfig, f"{__name__}.model:Prefix")

@@ -1,5 +1,4 @@
 from ltune.methods import register
 from ltune.methods.prompt.config import PromptConfig
-from ltune.methods.prompt.model import Prompt
 
-register(PromptConfig, Prompt)
+register(PromptConfig, f"{__name__}.model:Prompt")

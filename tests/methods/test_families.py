@@ -246,12 +246,18 @@ def test_prefix_inside_the_attention_function(family, implementation):
     torch.testing.assert_close(after, bare)  # after a prefix: the model's own attention again
 
 
-def test_an_attention_function_that_cannot_take_a_prefix_is_refused():
-    backbone = tiny_backbone("modernbert")
+@pytest.mark.parametrize("family, prefix_length, message", [
+    ("modernbert", 2, "need model.attn_implementation sdpa or eager"),  # no function to join the prefix in
+    ("gemma3_text", 6, "inside its kernel"),  # flash slides the window itself, past ltune's masks
+])
+def test_flash_attention_is_refused_where_it_would_lose_the_prefix(family, prefix_length, message):
+    """One line, never a prefix hidden from the text: ModernBERT's prefix enters through the
+    attention function, and flash attention applies Gemma-3's sliding window inside its kernel."""
+    backbone = tiny_backbone(family)
     backbone.model.config._attn_implementation = "flash_attention_2"
     batch = batch_of(backbone, ["short"])
-    kv = torch.randn(backbone.num_layers, 2, 1, backbone.num_kv_heads, 2, backbone.head_dim)
-    with pytest.raises(LtuneError, match="need model.attn_implementation sdpa or eager"):
+    kv = torch.randn(backbone.num_layers, 2, 1, backbone.num_kv_heads, prefix_length, backbone.head_dim)
+    with pytest.raises(LtuneError, match=message):
         backbone.hidden_states(**batch, prefix_kv=kv)
 
 
@@ -264,14 +270,3 @@ def test_a_vocab_initialised_prompt_is_scaled_as_the_model_reads_words():
     torch.manual_seed(5)
     rows = torch.randint(0, backbone.model.get_input_embeddings().num_embeddings, (4,))
     torch.testing.assert_close(method.prompt.detach(), backbone.embed(rows))
-
-
-def test_a_kernel_that_applies_the_window_itself_is_refused_for_prefixes():
-    """Flash attention slides its window inside the kernel, past ltune's masks: one line, not a
-    prefix hidden from the text."""
-    backbone = tiny_backbone("gemma3_text")
-    backbone.model.config._attn_implementation = "flash_attention_2"
-    batch = batch_of(backbone, ["short"])
-    kv = torch.randn(backbone.num_layers, 2, 1, backbone.num_kv_heads, 6, backbone.head_dim)
-    with pytest.raises(LtuneError, match="inside its kernel"):
-        backbone.hidden_states(**batch, prefix_kv=kv)

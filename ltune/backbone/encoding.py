@@ -145,7 +145,7 @@ class Backbone(Tokenizing, nn.Module):
             kwargs["input_ids"] = input_ids
 
         if prefix_kv is None:
-            hidden = self.model(attention_mask=mask, **kwargs).last_hidden_state
+            hidden = self.model(attention_mask=mask, **self._no_cache(kwargs)).last_hidden_state
             return hidden, mask, text_start
         prefix_kv = prefix_kv.to(self.dtype)
         if prefix_mask is None:
@@ -242,7 +242,13 @@ class Backbone(Tokenizing, nn.Module):
 
     def encode_label_batch(self, label_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Last hidden states (K, l, hidden) as float32, in whatever mode and grad state the caller set."""
-        return self.model(**label_batch).last_hidden_state.float()
+        return self.model(**self._no_cache(label_batch)).last_hidden_state.float()
+
+    def _no_cache(self, kwargs: dict) -> dict:
+        """A decoder's forward without a key/value cache: nothing reads one here, and transformers
+        otherwise builds and fills one for every layer on each training and evaluation pass (its
+        `use_cache` defaults to the config's True). Encoders take no such argument."""
+        return {**kwargs, "use_cache": False} if self.is_decoder else kwargs
 
 
 def require_eager_for_softcapping(model: PreTrainedModel, arch) -> None:

@@ -271,3 +271,21 @@ def test_every_model_config_is_valid_and_names_a_hub_id_or_package():
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig),
                                                   OmegaConf.load(folder / f"{name}.yaml")))
         assert cfg.name == name and (cfg.path or cfg.package)
+
+
+@pytest.mark.parametrize("family", [f for f in ALL_FAMILIES if tiny_backbone(f).is_decoder])
+def test_a_decoder_builds_no_key_value_cache_that_nothing_reads(family):
+    """Without a prefix (prompt methods, LoRA, label encoding) a decoder's forward must not fill a
+    key/value cache: transformers builds one by default (use_cache=True in the config)."""
+    backbone = tiny_backbone(family)
+    outputs = []
+    handle = backbone.model.register_forward_hook(lambda module, args, output: outputs.append(output))
+    try:
+        batch = batch_of(backbone, ["a sentence about nothing", "short"])
+        backbone.hidden_states(**batch)
+        backbone.encode_label_batch(backbone.label_batch(["positive", "negative"], 4))
+    finally:
+        handle.remove()
+    assert backbone.model.config.use_cache  # the default that would build one
+    assert len(outputs) == 2
+    assert all(output.past_key_values is None for output in outputs)

@@ -7,6 +7,8 @@
 #   5-6. a 4-bit (NF4) and an 8-bit load of a random Llama (1.1B shape, saved to a temporary folder) and
 #        one training step of each method on it.
 #   WHEELS=gpu-wheels-cp312 OUT=gpu-bench bash scripts/gpu_bench.sh
+# PYTHONPATH set by the caller is kept (after the wheels and the checkout); without bitsandbytes
+# among the wheels, 5-6 are skipped with a line saying so.
 # SHRINK=1 runs the same path with a tiny model shape and no quantisation (the CPU check of this path).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +20,7 @@ trap 'rm -rf "$(dirname "$SITE")"' EXIT
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_bench.log") 2>&1
 "$PYTHON" -m pip install -q --no-index --no-deps --target "$SITE" "$WHEELS"/*.whl
-export PYTHONPATH="$SITE:$REPO" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 "$PYTHON" -m ltune.cli --version
 if [ "${SHRINK:-0}" = 1 ]; then
   SHAPE=(model.random_init.num_hidden_layers=2 model.random_init.hidden_size=64 model.random_init.intermediate_size=128
@@ -35,7 +37,9 @@ for setting in "${SETTINGS[@]}"; do
   # shellcheck disable=SC2086
   "$PYTHON" -m ltune.cli bench "${COMMON[@]}" "$METHODS" $setting
 done
-if [ "${SHRINK:-0}" != 1 ]; then
+if [ "${SHRINK:-0}" != 1 ] && ! "$PYTHON" -c "import bitsandbytes" 2>/dev/null; then
+  echo "gpu-bench: bitsandbytes is not installed: the 4-bit and 8-bit loads (5-6) are skipped"
+elif [ "${SHRINK:-0}" != 1 ]; then
   MODEL_DIR=$(dirname "$SITE")/llama_1b
   "$PYTHON" "$REPO/scripts/save_random_llama.py" "$MODEL_DIR"
   for bits in 4bit 8bit; do

@@ -32,7 +32,7 @@ BENCH_METHODS = [
 ]
 DEFAULTS = {"model": "minilm", "data": "sst2", "batch_size": "16", "seq_len": "128", "steps": "20", "warmup": "3",
             "precision": "fp32", "device": "auto", "compile": "false", "fused": "auto", "attn": "",
-            "out": "outputs/bench", "methods": "", "peak_tflops": ""}
+            "out": "outputs/bench", "methods": "", "peak_tflops": "", "profile": "false"}
 #: Dense bf16 peak of cards we know, TFLOP/s (vendor figures, without sparsity), for model FLOPs utilisation.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "L4": 121.0}
 
@@ -50,6 +50,8 @@ def parse(args: list[str]) -> dict[str, str]:
         options[key] = value
     if options["compile"] not in ("true", "false"):
         raise LtuneError(f"bad bench option 'compile={options['compile']}'; valid: compile=true or compile=false")
+    if options["profile"] not in ("true", "false"):
+        raise LtuneError(f"bad bench option 'profile={options['profile']}'; valid: profile=true or profile=false")
     if options["fused"] not in ("auto", "true", "false"):
         raise LtuneError(f"bad bench option 'fused={options['fused']}'; valid: fused=auto, fused=true or fused=false")
     return options
@@ -215,6 +217,14 @@ def run(options: dict[str, str]) -> dict:
              _synthetic_batch(backbone, size, length, len(label_texts), torch.Generator().manual_seed(0)).items()}
     runs = build_runs(wanted, backbone, label_texts, device, {"auto": "auto", "true": True, "false": False}[options["fused"]])
     measure(runs, batch, device, precision, steps, warmup)
+    profiles = {}
+    if options["profile"] == "true":
+        from ltune.step_profile import profile_steps
+
+        for timings in runs:
+            model = getattr(timings.method, "backbone", backbone).model
+            profiles[timings.name] = profile_steps(timings.method, model, timings.optimizer, batch, device, precision,
+                                                   max(1, min(steps, 5)))
     return {
         "model": options["model"], "device": str(device),
         "device_name": device_name, "backbone_params": backbone_params, "peak_tflops": peak,
@@ -224,6 +234,7 @@ def run(options: dict[str, str]) -> dict:
         "attn_implementation": backbone.model.config._attn_implementation, "steps": steps, "warmup": warmup,
         "torch": torch.__version__, "quantization": str(cfg.model.quantization),
         "results": summarise(runs, backbone_params, size, length, peak, device),
+        "profiles": profiles,
     }
 
 
@@ -254,6 +265,11 @@ def markdown(report: dict) -> str:
                      f"{r['samples_per_second']:.1f} | {r['tokens_per_second']:.0f} | "
                      f"{r['model_tflops_per_second']:.3f} | {_fmt_mfu(r['mfu'])} | "
                      f"{r['eval_seconds_per_example'] * 1000:.2f} | {', '.join(ratios) or '–'} | {peak} |")
+    if report.get("profiles"):
+        from ltune.step_profile import profile_markdown
+
+        lines += ["", "Where a training step's time goes (torch.profiler, host time of the ops):", ""]
+        lines += ["\n\n".join(profile_markdown(name, profile) for name, profile in report["profiles"].items())]
     return "\n".join(lines)
 
 

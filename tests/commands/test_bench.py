@@ -46,3 +46,30 @@ def test_gpu_preset_shape_built_from_config_reports_model_flops_utilisation(tmp_
     for r in report["results"]:
         expected = 4 * report["backbone_params"] * 2 * 8 / r["step_seconds"] / 1e12
         assert abs(r["model_tflops_per_second"] - expected) < 1e-9 and abs(r["mfu"] - expected / 0.5) < 1e-9
+
+
+def test_profile_says_where_each_methods_step_time_goes(tmp_path):
+    shrink = ["model.random_init.num_hidden_layers=2", "model.random_init.hidden_size=64",
+              "model.random_init.intermediate_size=128", "model.random_init.num_attention_heads=4",
+              "model.random_init.num_key_value_heads=4", "model.dtype=float32"]
+    folder = main(["model=llama2_7b_random", *shrink, "steps=2", "warmup=1", "seq_len=8", "batch_size=2",
+                   "methods=prefix,prompt", "profile=true", f"out={tmp_path}"])
+    report = json.loads((folder / "bench.json").read_text())
+    assert set(report["profiles"]) == {"prefix", "prompt"}
+    for name, profile in report["profiles"].items():
+        ms = {(row["part"], row["pass"]): row["ms"] for row in profile["parts"]}
+        # The blocks of a frozen model still run forward and pass the gradient back to the prefix/prompt.
+        for part in ("attention", "mlp"):
+            assert ms[(part, "forward")] > 0 and ms[(part, "backward")] > 0, (name, part, ms)
+        assert ms[("optimizer", "step")] > 0
+        assert sum(ms.values()) <= profile["profiled_step_ms"] * 1.05  # the parts do not overlap
+        assert f"**{name}**:" in (folder / "bench.md").read_text()
+
+
+def test_profile_option_is_checked():
+    import pytest
+
+    from ltune.errors import LtuneError
+
+    with pytest.raises(LtuneError, match="bad bench option 'profile=yes'; valid: profile=true or profile=false"):
+        parse(["profile=yes"])

@@ -10,7 +10,7 @@ STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test test-slow coverage train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-paper
+.PHONY: install lock test test-slow coverage train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-learning-curve reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -126,6 +126,25 @@ reproduce-sst2-seeds:
 	  $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1) \
 	  hydra.sweep.dir=$(SST2_SEEDS_SWEEP)
 	$(BIN)/ltune report $(SST2_SEEDS_SWEEP)
+
+# Dev accuracy against training size (issue 23, part 3; docs/learning_curve/PLAN.md): the four methods
+# and LoRA at 32, 128, 512 and 2,048 texts, one tuning sweep per size (ltune/conf/train_size: the cap,
+# held-out slice, step budget and seeds of a size) into LEARNING_CURVE_SWEEP/<size>, then one report over
+# the sweep folder's parent (the curve, and each L-method against its twin at every size). Your own
+# data: LEARNING_CURVE_DATA=<data config> LEARNING_CURVE_ARGS="--config-dir <folder with data/<config>.yaml>".
+# Re-running the same command skips finished jobs and resumes unfinished ones.
+LEARNING_CURVE_SWEEP ?= docs/learning_curve/runs
+LEARNING_CURVE_SIZES ?= n32 n128 n512 n2048
+LEARNING_CURVE_DATA ?= sst2
+LEARNING_CURVE_ARGS ?=
+reproduce-learning-curve:
+	@test -n "$(LTUNE_GLUE_DIR)" || test "$(LEARNING_CURVE_DATA)" != sst2 || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (SST-2/), or LEARNING_CURVE_DATA to your own data config" >&2; exit 2; }
+	for size in $(LEARNING_CURVE_SIZES); do \
+	  HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=learning_curve train_size=$$size \
+	    data=$(LEARNING_CURVE_DATA) $(LEARNING_CURVE_ARGS) \
+	    $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1) \
+	    hydra.sweep.dir=$(LEARNING_CURVE_SWEEP)/$$size || exit 1; done
+	$(BIN)/ltune report $(dir $(LEARNING_CURVE_SWEEP))
 
 # The paper's Table 1 (6 models x 3 tasks x 4 methods x 3 seeds): needs the hub and a GPU, checked first.
 reproduce-paper:

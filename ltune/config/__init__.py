@@ -15,7 +15,7 @@ from ltune.errors import LtuneError
 
 CONF_DIR = Path(os.environ.get("LTUNE_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
 #: Config groups a user picks by name on the command line.
-GROUPS = ("model", "data", "method", "trainer", "logger", "experiment")
+GROUPS = ("model", "data", "method", "trainer", "logger", "experiment", "train_size")
 #: Hydra flags that take a value (the value is not an override).
 _FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c",
                      "--package", "-p")

@@ -20,6 +20,11 @@ PLOTS_TEXT = (
     "Held-out loss is each method's own objective: binary cross-entropy over all K (text, label) pairs for "
     "the L-methods, K-way cross-entropy for prefix/prompt tuning; compare curve shapes (how soon each falls), "
     "not levels across the two families.")
+LEARNING_CURVE_TEXT = (
+    "learning_curve.png: dev accuracy against the number of training texts (data.max_train_samples, log scale), "
+    "one line per method: the mean over seed replicates with its 95% t interval (no bar where a size has one run). "
+    "Each size is its own group, with its own tuned learning rate and the settings that go with the size; the "
+    "test of each L-method against its twin at each size is in the comparisons above (a row per size).")
 
 
 def header(folder, finished: int, searched: int, problems: int, machines) -> list[str]:
@@ -85,6 +90,8 @@ def markdown(folder, rows, paired, plots, problems, finished: int, searched: int
     parts += comparison_section(paired, list(unpaired))
     parts += ["", "## Where the runs stopped", "", stopping_table(rows), "", "## Efficiency", "", efficiency_table(rows),
               "", EFFICIENCY_TEXT, "", "## Plots", "", PLOTS_TEXT, ""]
+    if any(p.name == "learning_curve.png" for p in plots):
+        parts += [LEARNING_CURVE_TEXT, ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     if problems:
         parts += ["", "## Failed, unfinished, unreadable or repeated runs", "", "| run | status | error |", "|---|---|---|"]

@@ -1,9 +1,11 @@
 """The report's plots: held-out loss against step (the paper's Figure 2), held-out accuracy
-against training wall-clock, and the paired differences with their confidence intervals."""
+against training wall-clock, the paired differences with their confidence intervals, and (where
+the groups differ in the number of training texts) dev accuracy against training size."""
 
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 from ltune.run_files import atomic_write_bytes
@@ -65,8 +67,10 @@ def paired_plot(paired: list[dict], folder: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(paired) + 1.4))
-    labels = [f"{r['model']}/{r['data']}: {r['a']} − {r['b']}" for r in paired]
+    # Long group names (e.g. a learning curve's size settings) wrap, so the axes keep their width.
+    labels = [textwrap.fill(f"{r['model']}/{r['data']}: {r['a']} − {r['b']}", 70) for r in paired]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig, ax = plt.subplots(figsize=(10 if lines > len(paired) else 8, 0.3 * lines + 0.15 * len(paired) + 1.4))
     for y, r in enumerate(paired):
         colour = {"above": "C2", "below": "C3"}.get(r["reads"], "C7")
         error = None if r["ci_low"] is None else [[r["delta"] - r["ci_low"]], [r["ci_high"] - r["delta"]]]
@@ -79,8 +83,101 @@ def paired_plot(paired: list[dict], folder: Path) -> Path:
     return _save(fig, folder / "paired_differences.png")
 
 
+#: The setting a learning curve's x axis reads.
+SIZE_KEY = "data.max_train_samples"
+LEARNING_CURVE = "learning_curve.png"
+
+
+def _train_size(runs: list[dict]) -> int | None:
+    """A group's training size: data.max_train_samples, or where that is null (the whole split) the
+    number of training texts its runs report (metrics.json's sizes)."""
+    size = runs[0]["settings"].get(SIZE_KEY)
+    if size is None:
+        sizes = {r["sizes"]["train"] for r in runs if isinstance(r.get("sizes"), dict) and "train" in r["sizes"]}
+        size = min(sizes) if sizes else None
+    return int(size) if size is not None else None
+
+
+def _size_linked(keys: list[tuple], groups: dict) -> set[str]:
+    """The settings that vary between a method's groups only with the training size (one value per
+    size, e.g. the held-out slice or the step budget of a size): they belong to the size, not the line."""
+    by_size: dict = {}
+    for key in keys:
+        by_size.setdefault(groups[key][0]["settings"].get(SIZE_KEY), []).append(groups[key][0]["settings"])
+    names = {k for key in keys for k in groups[key][0]["settings"]}
+    return {k for k in names if all(len({str(s.get(k)) for s in settings}) == 1 for settings in by_size.values())}
+
+
+def learning_curves(groups: dict) -> dict[tuple[str, str], dict[str, list[dict]]]:
+    """Per (model, data) whose groups differ in data.max_train_samples: per line (a method, with any
+    setting of its own that is not tied to the size, e.g. an ablation), the points sorted by size:
+    {size, mean, ci_low, ci_high, runs} of dev accuracy over the group's seeds (ci None for one run)."""
+    from ltune.report.stats import mean_ci
+
+    curves_of: dict = {}
+    cells = sorted({key[:2] for key in groups})
+    for cell in cells:
+        keys = [key for key in groups if key[:2] == cell and all("accuracy" in r["dev"] for r in groups[key])]
+        if len({str(groups[key][0]["settings"].get(SIZE_KEY)) for key in keys}) < 2:
+            continue
+        lines: dict = {}
+        for method in sorted({key[2] for key in keys}):
+            own = [key for key in keys if key[2] == method]
+            linked = _size_linked(own, groups)
+            tuned = all(r["stage"] == "final" for key in own for r in groups[key])
+            differing = sorted({k for key in own for k in groups[key][0]["settings"]} - linked
+                               - ({"trainer.lr"} if tuned else set()))
+            for key in own:
+                runs, settings = groups[key], groups[key][0]["settings"]
+                size = _train_size(runs)
+                if size is None:
+                    continue
+                apart = ", ".join(f"{k}={settings.get(k)}" for k in differing)
+                found = mean_ci([r["dev"]["accuracy"] for r in runs])
+                lines.setdefault(method + (f" [{apart}]" if apart else ""), []).append(
+                    {"size": size, "mean": found["mean"], "ci_low": found["ci_low"], "ci_high": found["ci_high"],
+                     "runs": len(runs)})
+        if lines:
+            curves_of[cell] = {line: sorted(points, key=lambda p: p["size"]) for line, points in lines.items()}
+    return curves_of
+
+
+def learning_curve_plot(curves_of: dict, folder: Path) -> Path:
+    """Dev accuracy against the number of training texts (log scale), one line per method with its
+    95% CI over seeds, one panel per model and data; the lines are nudged apart sideways so that
+    their intervals do not hide each other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves_of), figsize=(6.0 * len(curves_of), 4.2), squeeze=False)
+    for ax, ((model, data), lines) in zip(axes[0], curves_of.items()):
+        names = sorted(lines, key=lambda n: (ORDER.index(n.split(" ")[0]) if n.split(" ")[0] in ORDER else 99, n))
+        for i, name in enumerate(names):
+            points = lines[name]
+            nudge = 1.0 + 0.035 * (i - (len(names) - 1) / 2)
+            xs = [p["size"] * nudge for p in points]
+            ys = [p["mean"] for p in points]
+            error = [[0 if p["ci_low"] is None else p["mean"] - p["ci_low"] for p in points],
+                     [0 if p["ci_high"] is None else p["ci_high"] - p["mean"] for p in points]]
+            ax.errorbar(xs, ys, yerr=error, marker="o", ms=4, capsize=3, color=f"C{i % 10}", label=name)
+        sizes = sorted({p["size"] for points in lines.values() for p in points})
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_title(f"{model} / {data}: dev accuracy vs training texts", fontsize=10)
+        ax.set_xlabel("training texts (log scale)")
+        ax.set_ylabel("dev accuracy: mean, 95% CI over seeds")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, folder / LEARNING_CURVE)
+
+
 def plot(groups: dict, paired: list[dict], folder: Path) -> list[Path]:
     written = curves(groups, folder)
     if paired:
         written.append(paired_plot(paired, folder))
+    if curves_of := learning_curves(groups):
+        written.append(learning_curve_plot(curves_of, folder))
     return written

@@ -10,7 +10,7 @@ STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test test-slow coverage train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-learning-curve reproduce-paper
+.PHONY: install lock test test-slow coverage train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-label-semantics reproduce-learning-curve reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -126,6 +126,25 @@ reproduce-sst2-seeds:
 	  $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1) \
 	  hydra.sweep.dir=$(SST2_SEEDS_SWEEP)
 	$(BIN)/ltune report $(SST2_SEEDS_SWEEP)
+
+# Does the label text's meaning matter? (issue 23, part 2; docs/label_semantics/PLAN.md): L-prefix and
+# L-prompt on minilm SST-2 and the demo with configured, permuted and meaningless label texts
+# (data.label_text_kind), each cell tuned on held-out with 10 unselected replicates; then dev of every
+# configured replicate under two paraphrased wordings (ltune eval label_texts=, collected by
+# scripts/label_paraphrases.py), then the report into docs/label_semantics/. Re-running continues.
+# Your own data: LABEL_SEMANTICS_ARGS="--config-dir <folder> data=<config>" and
+# LABEL_SEMANTICS_WORDINGS=<json {data: {wording: [label texts]}}>.
+LABEL_SEMANTICS_SWEEP ?= docs/label_semantics/runs
+LABEL_SEMANTICS_ARGS ?=
+LABEL_SEMANTICS_WORDINGS ?=
+reproduce-label-semantics:
+	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (SST-2/)" >&2; exit 2; }
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=label_semantics $(LABEL_SEMANTICS_ARGS) \
+	  $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1) \
+	  hydra.sweep.dir=$(LABEL_SEMANTICS_SWEEP)
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/python scripts/label_paraphrases.py $(LABEL_SEMANTICS_SWEEP) \
+	  --out $(dir $(LABEL_SEMANTICS_SWEEP))paraphrases.csv $(if $(LABEL_SEMANTICS_WORDINGS),--wordings $(LABEL_SEMANTICS_WORDINGS))
+	$(BIN)/ltune report $(dir $(LABEL_SEMANTICS_SWEEP))
 
 # Dev accuracy against training size (issue 23, part 3; docs/learning_curve/PLAN.md): the four methods
 # and LoRA at 32, 128, 512 and 2,048 texts, one tuning sweep per size (ltune/conf/train_size: the cap,

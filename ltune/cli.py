@@ -15,7 +15,9 @@ commands:
                       ltune train --help   lists the config groups and options
   report FOLDER       tables (report.md, results.csv) and plots from every run under FOLDER
   eval run=DIR [data=NAME split=SPLIT glue_dir=DIR max_samples=N|all precision=fp32|bf16 device=cpu|cuda]
-                      evaluate a trained run on any split or data set with the same labels
+       [label_texts='["a","b"]']
+                      evaluate a trained run on any split or data set with the same labels;
+                      label_texts= scores it under other label texts (L-methods), with a 95% interval
   predict run=DIR [text=... | file=F.txt|.jsonl|.csv | stdin] [labels='["a","b"]'] [format=table|jsonl]
                       label and every label's score; labels= gives open label texts (L-methods)
   explain run=DIR text='...' [text_pair='...'] [out=F.png]

@@ -33,6 +33,7 @@ import ltune
 from ltune import run_files
 from ltune.backbone import forget, load_backbone
 from ltune.data import Task, load_task
+from ltune.data.label_texts import label_texts_of
 from ltune.data.batching import LengthGroupedBatches
 from ltune.data.collate import ClassificationCollator, PairCollator, TokenizedExamples, evaluation_loader
 from ltune.errors import LtuneError
@@ -85,6 +86,7 @@ class Components:
 def build_components(cfg: DictConfig, runtime: Runtime) -> Components:
     backbone = load_backbone(cfg.model, runtime.device, reuse=True)
     task = load_task(cfg.data, cfg.seed)
+    task.label_texts = label_texts_of(cfg.data, backbone.tokenizer)  # by data.label_text_kind
     unseen = unseen_dev_labels(task)
     if unseen and runtime.main:
         print(f"ltune: warning: dev labels never seen in training: "
@@ -437,6 +439,9 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
         "dev": dev,
         # Labels whose scores tie on every dev text (only the first of each group is ever predicted).
         "tied_labels": [[task.label_names[i] for i in group] for group in tied],
+        # The label texts the L-methods encoded (data.label_text_kind turns data.label_texts into them).
+        "label_text_kind": str(cfg.data.get("label_text_kind", "configured")),
+        "label_texts_used": dict(zip(task.label_names, task.label_texts)),
         "dev_labels_unseen_in_training": unseen_dev_labels(task),
         "selection": {"split": "heldout", "metric": cfg.trainer.select_on, "best_step": best["step"],
                       "score": best["score"], "accuracy": best["metrics"]["accuracy"], "metrics": best["metrics"]},

@@ -43,6 +43,7 @@ class EvalOptions:
     precision: Optional[Precision] = None  # default: the run's trainer.precision
     device: Optional[Device] = None  # default: the run's trainer.device
     out: Optional[str] = None  # the result file; default <outputs>/evals/<run>/...
+    label_texts: Optional[str] = None  # a JSON list, one label text per label: score dev under this wording (L-methods)
 
 
 @dataclasses.dataclass
@@ -82,7 +83,7 @@ class ExplainOptions:
 
 
 #: Option values taken as text, never parsed (paths, texts, JSON).
-FREE_TEXT = ("run", "text", "text_pair", "file", "labels", "out", "glue_dir", "data", "split", "max_samples")
+FREE_TEXT = ("run", "text", "text_pair", "file", "labels", "label_texts", "out", "glue_dir", "data", "split", "max_samples")
 
 
 def quote(value: str) -> str:
@@ -139,15 +140,8 @@ def check_output_place(out: str | None) -> None:
         run_files.check_folder_path(outputs_folder(), "the output folder (LTUNE_OUTPUT_DIR)")
 
 
-def load_run(run_dir: Path, label_texts: list[str] | None = None, device: str | None = None):
-    """(config, method with the run's trained parameters) of a finished run folder, on the run's
-    own device setting (trainer.device) unless ``device`` overrides it."""
-    from safetensors.torch import load_file
-
-    from ltune.backbone import load_backbone
-    from ltune.methods import METHODS, build_method
-    from ltune.runtime import pick_device
-
+def read_run_config(run_dir: Path):
+    """A finished run folder's config (nothing loaded yet); refuses a folder without trained parameters."""
     run_dir = Path(run_dir)
     params, config = run_dir / run_files.PARAMS, run_dir / run_files.CONFIG
     if not config.is_file() or not params.is_file():
@@ -158,6 +152,35 @@ def load_run(run_dir: Path, label_texts: list[str] | None = None, device: str | 
     except Exception as err:  # truncated or edited YAML
         raise LtuneError(f"{config} is not a readable ltune run config ({type(err).__name__}); "
                          f"restore it or retrain the run") from None
+    return cfg
+
+
+def check_open_labels(cfg) -> None:
+    """Open label texts need a method that scores (text, label text) pairs."""
+    from ltune.methods import METHODS
+
+    entry = METHODS.get(cfg.method.name)
+    if entry is None or not entry.model.supports_open_labels:
+        raise LtuneError(
+            f"method={cfg.method.name} has a head trained for the run's {len(cfg.data.label_names)} labels; "
+            f"open label texts need a method that scores (text, label text) pairs, such as l_prefix or l_prompt"
+        )
+
+
+def load_run(run_dir: Path, label_texts: list[str] | None = None, device: str | None = None):
+    """(config, method with the run's trained parameters) of a finished run folder, on the run's
+    own device setting (trainer.device) unless ``device`` overrides it. Without ``label_texts`` the
+    method encodes the texts the run was trained with (data.label_texts by data.label_text_kind)."""
+    from safetensors.torch import load_file
+
+    from ltune.backbone import load_backbone
+    from ltune.data.label_texts import label_texts_of
+    from ltune.methods import build_method
+    from ltune.runtime import pick_device
+
+    run_dir = Path(run_dir)
+    params = run_dir / run_files.PARAMS
+    cfg = read_run_config(run_dir)
     try:
         state = load_file(params)
     except Exception as err:  # safetensors raises its own error types for a cut file
@@ -165,19 +188,14 @@ def load_run(run_dir: Path, label_texts: list[str] | None = None, device: str | 
                          f"the file is damaged: restore it or retrain the run") from None
     method_cfg = OmegaConf.to_container(cfg.method)
     if label_texts is not None:
-        entry = METHODS.get(cfg.method.name)
-        if entry is None or not entry.model.supports_open_labels:
-            raise LtuneError(
-                f"method={cfg.method.name} has a head trained for the run's {len(cfg.data.label_names)} labels; "
-                f"open label texts need a method that scores (text, label text) pairs, such as l_prefix or l_prompt"
-            )
+        check_open_labels(cfg)
         if "transform.weight" in state and cfg.method.get("z_input", "pooling") == "pooling":
             method_cfg["label_length"] = state["transform.weight"].shape[1]  # Z reads l pooled weights
     target = pick_device(str(device or cfg.trainer.get("device", "auto")))
     backbone = load_backbone(cfg.model, target)
     if not backbone.placed:
         backbone.to(target)
-    method = build_method(method_cfg, backbone, label_texts or list(cfg.data.label_texts))
+    method = build_method(method_cfg, backbone, label_texts or label_texts_of(cfg.data, backbone.tokenizer))
     method.load_trainable_state_dict(state)
     if not backbone.placed:
         method.to(target)
@@ -188,11 +206,19 @@ def eval_command(args: list[str]) -> dict:
     from ltune.config import check_overrides, compose
     from ltune.data import load_task
     from ltune.data.collate import evaluation_loader
-    from ltune.evaluation import evaluate
+    from ltune.evaluation import predict_scores, score, tie_warning, tied_label_groups
 
     options = parse_options(args, EvalOptions)
+    wording = open_label_texts(options.label_texts, "label_texts")
     check_output_place(options.out)
-    cfg, method = load_run(Path(options.run), device=options.device)
+    if wording is not None:  # checked before the model is loaded
+        run_cfg = read_run_config(Path(options.run))
+        check_open_labels(run_cfg)
+        if len(wording) != len(run_cfg.data.label_names):
+            raise LtuneError(f"label_texts= gives {len(wording)} label texts but the run has "
+                             f"{len(run_cfg.data.label_names)} labels {[str(n) for n in run_cfg.data.label_names]}; "
+                             f"give one text per label, in that order")
+    cfg, method = load_run(Path(options.run), wording, device=options.device)
     # The run's own precision and evaluation batch size, so that its dev figure is reproduced.
     precision = str(options.precision or cfg.trainer.get("precision", "fp32"))
     batch_size = options.batch_size or cfg.trainer.get("eval_batch_size", 32)
@@ -220,14 +246,31 @@ def eval_command(args: list[str]) -> dict:
     task = load_task(data_cfg, cfg.seed)
     loader = evaluation_loader(task.dev, method.backbone, batch_size)
     tick = time.perf_counter()
-    metrics = evaluate(method, loader, method.backbone.device, task.metrics, "eval", precision)
+    predictions = predict_scores(method, loader, method.backbone.device, "eval", precision)
+    metrics = score(method, predictions, task.metrics)
     result = {"run": str(options.run), "data": data_cfg.name, "split": data_cfg.eval_split, "metrics": metrics,
               "precision": precision, "device": str(method.backbone.device), "seconds": time.perf_counter() - tick}
+    if wording is not None:
+        names = [str(n) for n in cfg.data.label_names]
+        tied = tied_label_groups(predictions.scores, method)
+        warning = tie_warning(tied, names, str(cfg.method.name), metrics["examples"])
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+        result.update(label_texts=dict(zip(names, wording)),
+                      tied_labels=[[names[i] for i in group] for group in tied],
+                      accuracy_ci95=accuracy_interval(metrics["accuracy"], metrics["examples"]),
+                      interval="Wilson score 95% interval of the accuracy over the dev examples "
+                               "(scipy.stats.binomtest), given this trained run")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(options.out) if options.out else (
-        outputs_folder() / "evals" / Path(options.run).resolve().name / f"{data_cfg.name}_{data_cfg.eval_split}_{stamp}.json")
+    tag = "_label_texts" if wording is not None else ""
+    out = Path(options.out) if options.out else (outputs_folder() / "evals" / Path(options.run).resolve().name
+                                                 / f"{data_cfg.name}_{data_cfg.eval_split}{tag}_{stamp}.json")
     run_files.write_json(out, result)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "examples")
+    if wording is not None:
+        low, high = result["accuracy_ci95"]
+        print(f"ltune: label texts {json.dumps(wording)}")
+        shown += f" (accuracy 95% interval {low:.4f}-{high:.4f}, Wilson, over dev examples)"
     print(f"ltune: {data_cfg.name} {data_cfg.eval_split} ({metrics['examples']} texts): {shown}")
     print(f"ltune: wrote {out}")
     return result
@@ -264,19 +307,29 @@ def read_texts(options, fields: list[str]) -> list[tuple[str, ...]]:
     return rows
 
 
-def open_label_texts(raw: str | None) -> list[str] | None:
+def open_label_texts(raw: str | None, option: str = "labels") -> list[str] | None:
+    """The label texts of a ``labels=`` (or ``label_texts=``) option: a JSON list of different texts."""
     if raw is None:
         return None
     try:
         labels = json.loads(raw)
     except json.JSONDecodeError:
-        raise LtuneError("labels= takes a JSON list, e.g. labels='[\"sports\", \"politics\"]'") from None
+        raise LtuneError(f"{option}= takes a JSON list, e.g. {option}='[\"sports\", \"politics\"]'") from None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise LtuneError(f"labels= takes a JSON list of label texts, e.g. labels='[\"sports\", \"politics\"]'; "
+        raise LtuneError(f"{option}= takes a JSON list of label texts, e.g. {option}='[\"sports\", \"politics\"]'; "
                          f"got {raw}")
     if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise LtuneError("labels= needs at least two different label texts")
+        raise LtuneError(f"{option}= needs at least two different label texts")
     return labels
+
+
+def accuracy_interval(accuracy: float, examples: int) -> list[float]:
+    """The Wilson score 95% interval of an accuracy over ``examples`` texts (scipy.stats.binomtest)."""
+    from scipy import stats
+
+    hits = round(accuracy * examples)
+    ci = stats.binomtest(hits, examples).proportion_ci(confidence_level=0.95, method="wilson")
+    return [float(ci.low), float(ci.high)]
 
 
 @torch.no_grad()

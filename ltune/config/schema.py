@@ -65,6 +65,12 @@ class ModelConfig:
 
 # -- data -------------------------------------------------------------------------------------
 
+class LabelTextKind(Choice):
+    configured = "configured"  # data.label_texts as given
+    permuted = "permuted"  # the same texts rotated by one class: no class keeps its own
+    meaningless = "meaningless"  # neutral words of each text's token length (ltune/data/label_texts.py)
+
+
 @dataclasses.dataclass
 class DataConfig:
     name: str = MISSING
@@ -87,6 +93,10 @@ class DataConfig:
     label_names: List[Any] = MISSING  # label values in order: index i = label id i
     labels_are_indices: bool = False  # true: a label value that names no label is an index into label_names
     label_texts: List[str] = MISSING  # one label text (verbalizer) per label, encoded by the L-methods
+    #: Which label texts the L-methods encode (does the label's meaning matter?): configured,
+    #: permuted (wrong classes) or meaningless (same token length); see ltune/data/label_texts.py.
+    #: Non-L methods (a head per label) read no label text and ignore it.
+    label_text_kind: LabelTextKind = LabelTextKind.configured
     metrics: List[str] = dataclasses.field(default_factory=lambda: ["accuracy"])
     max_train_samples: Optional[int] = None  # seeded caps
     max_eval_samples: Optional[int] = None

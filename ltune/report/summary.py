@@ -166,6 +166,9 @@ def run_rows(runs: list[dict], variants: dict[str, str], folder) -> list[dict]:
                      "stopped_at_step": stopped.get("step", run.get("steps")),
                      **{f"dev_{m}": run["dev"].get(m) for m in DEV_METRICS if m in run["dev"]},
                      "never_predicted": ", ".join(never_predicted(run)),
+                     # The L-methods' label texts (data.label_text_kind) and the labels whose scores tied.
+                     "label_text_kind": run.get("label_text_kind", "configured"),
+                     "tied_labels": "; ".join(" = ".join(map(str, g)) for g in run.get("tied_labels", [])),
                      "train_seconds": timing.get("train_seconds"), "total_seconds": timing.get("total_seconds"),
                      "machine": machine_name(run)})
     return rows

@@ -1,0 +1,69 @@
+"""The label texts the L-methods encode, by ``data.label_text_kind`` (does the label's meaning matter?).
+
+- ``configured``: ``data.label_texts`` as given.
+- ``permuted``: the same texts on the wrong classes: class i takes the text of class i + 1 (the
+  last class takes the first's), a rotation by one, so no class keeps its own text (a derangement).
+- ``meaningless``: for each class, neutral words (numbers, colours, shapes, household objects:
+  ``NEUTRAL_WORDS``) with as many tokens under the run's tokenizer as the class's configured text.
+  None is a word of a shipped label text. Only words that are one token both at the start of a text and after a space are used (a BPE
+  tokenizer such as Llama's or GPT's gives the two different tokens); word j of class i is the
+  (j * K + i)-th of those, so the texts differ between classes from their first word on.
+
+Non-L methods have a head per label and read no label text: the kind changes nothing for them.
+"""
+
+from __future__ import annotations
+
+from ltune.errors import LtuneError
+
+KINDS = ("configured", "permuted", "meaningless")
+
+#: Words without a label's meaning for the shipped tasks (sentiment, topics, inference), in a fixed order.
+NEUTRAL_WORDS = (
+    "one", "eleven", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "red", "blue", "green", "yellow", "brown", "grey", "square", "circle", "line", "point",
+    "chair", "door", "wall", "box", "shelf", "paper", "stone", "page", "letter", "corner",
+)
+
+
+def token_count(tokenizer, text: str) -> int:
+    """Tokens of a label text as the L-methods encode it (no special tokens)."""
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def permuted(texts: list[str]) -> list[str]:
+    """Rotate by one: class i gets the configured text of class (i + 1) mod K."""
+    return [texts[(i + 1) % len(texts)] for i in range(len(texts))]
+
+
+def meaningless(texts: list[str], tokenizer) -> list[str]:
+    """Neutral-word texts, one per class, each of the same token length as the class's configured text."""
+    words = [w for w in NEUTRAL_WORDS if token_count(tokenizer, w) == 1 and token_count(tokenizer, f"{w} {w}") == 2]
+    k = len(texts)
+    if len(words) < k:
+        raise LtuneError(f"data.label_text_kind=meaningless needs {k} words that are one token each, but this "
+                         f"tokenizer has {len(words)} of ltune's neutral words; use label_text_kind=configured or "
+                         f"permuted with this model")
+    out = []
+    for i, text in enumerate(texts):
+        length = token_count(tokenizer, text)
+        made = " ".join(words[(j * k + i) % len(words)] for j in range(length))
+        if token_count(tokenizer, made) != length:  # a tokenizer that merges across spaces
+            raise LtuneError(f"data.label_text_kind=meaningless could not build a text of {length} tokens for "
+                             f"label text '{text}' with this tokenizer; use label_text_kind=configured or permuted")
+        out.append(made)
+    return out
+
+
+def label_texts_of(data_cfg, tokenizer) -> list[str]:
+    """The label texts a run encodes: ``data.label_texts`` turned by ``data.label_text_kind``
+    (a config without the key, e.g. an older run's, is ``configured``)."""
+    texts = [str(t) for t in data_cfg.label_texts]
+    kind = str(data_cfg.get("label_text_kind", "configured") or "configured")
+    if kind == "permuted":
+        return permuted(texts)
+    if kind == "meaningless":
+        return meaningless(texts, tokenizer)
+    if kind != "configured":
+        raise LtuneError(f"unknown data.label_text_kind '{kind}'; valid: {', '.join(KINDS)}")
+    return texts

@@ -97,11 +97,21 @@ reproduce-offline-lora:
 	  hydra.sweep.dir=$(SWEEP)/lora
 	$(BIN)/ltune report $(SWEEP)
 
-SMOLLM2_SWEEP ?= $(OUTPUTS)/experiments/offline_table_smollm2
+# SST-2 on SmolLM2-135M (issue 23; docs/offline_table_smollm2/PLAN.md): a pilot sizes the step budget
+# (scripts/pilot_budget.py), then the tuned sweep (10 unselected seeds) and its report. Commit the
+# finished runs' small files under docs/offline_table_smollm2/; the same command continues the sweep.
+SMOLLM2_DIR ?= docs/offline_table_smollm2
+# Its precision stays the experiment's (bf16), so the sweep continues on any machine as one config.
+JOBS_OVERRIDES = $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1)
 reproduce-smollm2:
-	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (CoLA/, RTE/, SST-2/)" >&2; exit 2; }
-	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2 $(OFFLINE_OVERRIDES) hydra.sweep.dir=$(SMOLLM2_SWEEP)
-	$(BIN)/ltune report $(SMOLLM2_SWEEP)
+	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (SST-2/)" >&2; exit 2; }
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=smollm2_pilot $(JOBS_OVERRIDES) \
+	  hydra.sweep.dir=$(SMOLLM2_DIR)/pilot
+	$(BIN)/python scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2 \
+	  $$($(BIN)/python scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot --override --no-write) $(JOBS_OVERRIDES) \
+	  hydra.sweep.dir=$(SMOLLM2_DIR)/runs
+	$(BIN)/ltune report $(SMOLLM2_DIR)/runs
 
 # Each L-method ablation of docs/findings.md as its own tuned sweep (RTE, SST-2; 3 seeds); the report
 # over the experiments folder pairs each with the paper-default runs of reproduce-offline.

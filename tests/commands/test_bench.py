@@ -34,12 +34,15 @@ def test_bench_records_the_speed_settings_it_ran_with(tmp_path):
     assert "attention eager, compile False, fused AdamW False" in (folder / "bench.md").read_text()
 
 
+def shrunk_7b(layers: int) -> list[str]:
+    """The Llama-2-7B-shaped preset, shrunk to run on a CPU: random weights, no download."""
+    return ["model=llama2_7b_random", f"model.random_init.num_hidden_layers={layers}", "model.random_init.hidden_size=64",
+            "model.random_init.intermediate_size=128", "model.random_init.num_attention_heads=4",
+            "model.random_init.num_key_value_heads=4", "model.dtype=float32"]
+
+
 def test_gpu_preset_shape_built_from_config_reports_model_flops_utilisation(tmp_path):
-    """The Llama-2-7B-shaped preset, shrunk here to run on a CPU: random weights, no download."""
-    shrink = ["model.random_init.num_hidden_layers=1", "model.random_init.hidden_size=64",
-              "model.random_init.intermediate_size=128", "model.random_init.num_attention_heads=4",
-              "model.random_init.num_key_value_heads=4", "model.dtype=float32"]
-    folder = main(["model=llama2_7b_random", *shrink, "steps=2", "warmup=1", "seq_len=8", "batch_size=2",
+    folder = main([*shrunk_7b(1), "steps=2", "warmup=1", "seq_len=8", "batch_size=2",
                    "methods=prefix,l_prefix", "peak_tflops=0.5", f"out={tmp_path}"])
     report = json.loads((folder / "bench.json").read_text())
     assert report["peak_tflops"] == 0.5 and report["backbone_params"] > 32000 * 64
@@ -49,10 +52,7 @@ def test_gpu_preset_shape_built_from_config_reports_model_flops_utilisation(tmp_
 
 
 def test_profile_says_where_each_methods_step_time_goes(tmp_path):
-    shrink = ["model.random_init.num_hidden_layers=2", "model.random_init.hidden_size=64",
-              "model.random_init.intermediate_size=128", "model.random_init.num_attention_heads=4",
-              "model.random_init.num_key_value_heads=4", "model.dtype=float32"]
-    folder = main(["model=llama2_7b_random", *shrink, "steps=2", "warmup=1", "seq_len=8", "batch_size=2",
+    folder = main([*shrunk_7b(2), "steps=2", "warmup=1", "seq_len=8", "batch_size=2",
                    "methods=prefix,prompt", "profile=true", f"out={tmp_path}"])
     report = json.loads((folder / "bench.json").read_text())
     assert set(report["profiles"]) == {"prefix", "prompt"}

@@ -47,13 +47,18 @@ TRAINED = "trained"  # the wording the run was trained with (its own metrics.jso
 
 
 def runs_to_score(sweep: Path) -> list[Path]:
-    """Finished runs of an L-method with the configured label texts, search runs left out."""
+    """Finished runs of an L-method with the configured label texts, search runs left out: those
+    with their weights, or already scored (a run trained on another machine, whose weights stayed
+    there, keeps the evaluations written beside the sweep)."""
     from omegaconf import OmegaConf
 
     found = []
     for metrics in sorted(sweep.rglob("metrics.json")):
         run = metrics.parent
-        if "search" in run.relative_to(sweep).parts or not (run / "trainable.safetensors").is_file():
+        if "search" in run.relative_to(sweep).parts or "paraphrases" in run.relative_to(sweep).parts:
+            continue
+        scored = any((sweep / "paraphrases").glob(f"{run.name}__*.json"))
+        if not (run / "trainable.safetensors").is_file() and not scored:
             continue
         cfg = OmegaConf.load(run / "config.yaml")
         if str(cfg.method.name) in ("l_prefix", "l_prompt") and \

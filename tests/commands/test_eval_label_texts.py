@@ -136,3 +136,8 @@ def test_the_paraphrase_step_scores_configured_replicates_only_and_resumes(train
     stamp = evaluated.stat().st_mtime_ns
     script.main([str(sweep), "--out", str(out), "--wordings", str(wordings)])
     assert evaluated.stat().st_mtime_ns == stamp  # read back, not evaluated again
+    # A run trained on another machine comes without its weights: what was scored there still counts.
+    (sweep / "final" / "configured_s42" / "trainable.safetensors").unlink()
+    script.main([str(sweep), "--out", str(out), "--wordings", str(wordings)])
+    rows = list(csv.DictReader(out.open()))
+    assert {r["run"] for r in rows if r["row"] == "run"} == {"final/configured_s42"}

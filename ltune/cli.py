@@ -13,7 +13,9 @@ commands:
   train [OVERRIDES]   train one run (or a sweep with -m); ARGS go to Hydra unchanged,
                       e.g. ltune train method=l_prefix model=llama2 data=rte
                       ltune train --help   lists the config groups and options
-  report FOLDER       tables (report.md, results.csv) and plots from every run under FOLDER
+  report FOLDER [compare=A:B,...]
+                      tables (report.md, results.csv) and plots from every run under FOLDER;
+                      compare= tests method pairs besides the twins, e.g. compare=peft_lora:prefix
   eval run=DIR [data=NAME split=SPLIT glue_dir=DIR max_samples=N|all precision=fp32|bf16 device=cpu|cuda]
        [label_texts='["a","b"]']
                       evaluate a trained run on any split or data set with the same labels;

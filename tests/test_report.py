@@ -269,10 +269,25 @@ def test_a_comparison_of_any_two_methods_on_request(tmp_path):
         fake_run(tmp_path, "minilm", "sst2", "prefix", seed, 0.83 + 0.005 * seed)
     report(tmp_path)
     assert not (tmp_path / "paired.csv").exists()
-    report(tmp_path, compare=[("peft_lora", "prefix")])
+    from ltune.commands.report import report_command
+
+    report_command([str(tmp_path), "compare=peft_lora:prefix"])  # the command line's way to ask
     (row,) = paired_csv(tmp_path)
     assert (row["kind"], row["a"], row["b"]) == ("requested", "peft_lora", "prefix")
     assert float(row["delta"]) == pytest.approx(0.02) and row["seeds_for_0.01"] and row["detectable_difference"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare=peft_lora"], "bad compare pair 'peft_lora'; give two different methods as A:B"),
+    (["compare=prefix:prefix"], "bad compare pair 'prefix:prefix'"),
+    (["compare=lora:prefix"], "unknown method 'lora' in compare=; valid: "),
+    (["compare=a:b", "compare=c:d"], "usage: ltune report"),
+])
+def test_a_bad_compare_request_is_one_line_before_any_run_is_read(tmp_path, args, message):
+    from ltune.commands.report import report_command
+
+    with pytest.raises(LtuneError, match=message.replace("(", r"\(")):
+        report_command([str(tmp_path / "no_such_folder"), *args])
 
 
 def test_the_report_flags_a_class_a_run_never_predicts(tmp_path):

@@ -1,4 +1,7 @@
-"""``ltune report FOLDER``: tables and plots from every run under FOLDER."""
+"""``ltune report FOLDER [compare=A:B,...]``: tables and plots from every run under FOLDER.
+
+``compare`` asks for method pairs besides the L-method/twin pairs and ablations, e.g.
+``compare=peft_lora:prefix``: each pair is tested like the twins (over runs first)."""
 
 from __future__ import annotations
 
@@ -6,11 +9,32 @@ from pathlib import Path
 
 from ltune.errors import LtuneError
 
+USAGE = "usage: ltune report <sweep or outputs folder> [compare=A:B[,C:D...]] (A, B: method names)"
+
+
+def parse_compare(value: str) -> list[tuple[str, str]]:
+    """``peft_lora:prefix,l_prompt:prefix`` -> [(peft_lora, prefix), (l_prompt, prefix)], names checked."""
+    from ltune.methods import METHODS
+
+    pairs = []
+    for item in value.split(","):
+        a, sep, b = item.strip().partition(":")
+        if not sep or not a or not b or a == b:
+            raise LtuneError(f"bad compare pair '{item}'; give two different methods as A:B, e.g. compare=peft_lora:prefix")
+        for name in (a, b):
+            if name not in METHODS:
+                raise LtuneError(f"unknown method '{name}' in compare=; valid: {', '.join(sorted(METHODS))}")
+        pairs.append((a, b))
+    return pairs
+
 
 def report_command(args: list[str]) -> None:
-    if len(args) != 1:
-        raise LtuneError("usage: ltune report <sweep or outputs folder>")
+    folders = [a for a in args if not a.startswith("compare=")]
+    compares = [a.removeprefix("compare=") for a in args if a.startswith("compare=")]
+    if len(folders) != 1 or len(compares) > 1:
+        raise LtuneError(USAGE)
+    compare = parse_compare(compares[0]) if compares else []
     from ltune.report import report
 
-    path = report(Path(args[0]))
+    path = report(Path(folders[0]), compare=compare)
     print(f"ltune: wrote {path}, results.csv and plots beside it")

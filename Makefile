@@ -135,7 +135,7 @@ reproduce-sst2-seeds:
 	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=sst2_seeds \
 	  $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1) \
 	  hydra.sweep.dir=$(SST2_SEEDS_SWEEP)
-	$(BIN)/ltune report $(SST2_SEEDS_SWEEP)
+	$(BIN)/ltune report $(SST2_SEEDS_SWEEP) compare=peft_lora:prefix
 
 # Does the label text's meaning matter? (issue 23, part 2; docs/label_semantics/PLAN.md): L-prefix and
 # L-prompt on minilm SST-2 and the demo with configured, permuted and meaningless label texts

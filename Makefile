@@ -98,7 +98,8 @@ reproduce-offline-lora:
 	$(BIN)/ltune report $(SWEEP)
 
 # SST-2 on SmolLM2-135M (issue 23; docs/offline_table_smollm2/PLAN.md): a pilot sizes the step budget
-# (scripts/pilot_budget.py), then the tuned sweep (10 unselected seeds) and its report. Commit the
+# (scripts/pilot_budget.py), then the tuned sweep (10 unselected seeds), the arm of prefixes started from
+# real keys/values (text_init/, the plan's amendment) and their reports. Commit the
 # finished runs' small files under docs/offline_table_smollm2/; the same command continues the sweep.
 SMOLLM2_DIR ?= docs/offline_table_smollm2
 # Its precision stays the experiment's (bf16), so the sweep continues on any machine as one config.
@@ -111,7 +112,11 @@ reproduce-smollm2:
 	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2 \
 	  $$($(BIN)/python scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot --override --no-write) $(JOBS_OVERRIDES) \
 	  hydra.sweep.dir=$(SMOLLM2_DIR)/runs
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2_text_init \
+	  $$($(BIN)/python scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot --override --no-write) $(JOBS_OVERRIDES) \
+	  hydra.sweep.dir=$(SMOLLM2_DIR)/text_init
 	$(BIN)/ltune report $(SMOLLM2_DIR)/runs
+	$(BIN)/ltune report $(SMOLLM2_DIR)/text_init
 
 # Each L-method ablation of docs/findings.md as its own tuned sweep (RTE, SST-2; 3 seeds); the report
 # over the experiments folder pairs each with the paper-default runs of reproduce-offline.

@@ -6,6 +6,7 @@ import pytest
 
 from ltune.errors import LtuneError
 from ltune.report import report, time_to_fraction
+from ltune.report.collect import collect, replicate_groups
 from ltune.report.stats import examples_level_test
 
 
@@ -348,3 +349,16 @@ def test_a_folder_of_report_outputs_without_runs_says_so(tmp_path):
     (tmp_path / "tuning.json").write_text('{"cells": []}')
     with pytest.raises(LtuneError, match=r"holds a report's outputs \(results.csv, tuning.json\) but not the run folders"):
         report(tmp_path)
+
+
+def test_runs_from_before_a_setting_existed_join_the_runs_that_have_its_default(tmp_path):
+    # l_prefix seeds 1-2 were trained before method.init existed; seeds 3-4 saved it as the default.
+    # They are one group of four replicates, and the text-started runs a group of their own.
+    for seed in (1, 2):
+        fake_run(tmp_path, "minilm", "sst2", "l_prefix", seed, 0.8, name=f"old_s{seed}")
+    for seed in (3, 4):
+        fake_run(tmp_path, "minilm", "sst2", "l_prefix", seed, 0.8, settings={"init": "random"}, name=f"new_s{seed}")
+    for seed in (1, 2):
+        fake_run(tmp_path, "minilm", "sst2", "l_prefix", seed, 0.9, settings={"init": "text"}, name=f"text_s{seed}")
+    groups = replicate_groups(collect(tmp_path)[0])
+    assert sorted((key[3], len(runs)) for key, runs in groups.items()) == [("", 4), ("method.init=text", 2)]

@@ -240,6 +240,30 @@ class Backbone(Tokenizing, nn.Module):
             pooled = hidden[rows, last_real_position(mask)]
         return pooled.float()
 
+    def text_kv(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The frozen model's own keys/values of texts read alone (eval mode, no grad), float32,
+        (layers, 2, batch, kv heads, length, head dim). As a prefix they make the model read each
+        text in front of its input: positions included, since the input's positions follow the
+        prefix's real ones. A prefix started from them leaves the model's features as they are."""
+        if self.arch.prefix_entry != "cache":
+            raise LtuneError(f"a prefix started from real keys/values needs a model whose attention keeps a "
+                             f"key/value cache; {self.model.config.model_type} has none: use method.init=random")
+        cache = DynamicCache()  # no config: sliding-window layers keep every position
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self.model(**batch, use_cache=True, **{cache_argument(type(self.model)): cache})
+        finally:
+            self.model.train(was_training)
+        kv = torch.stack([torch.stack([layer.keys, layer.values]) for layer in cache.layers]).float()
+        expected = (self.num_layers, 2, batch["input_ids"].shape[0], self.num_kv_heads, batch["input_ids"].shape[1],
+                    self.head_dim)
+        if tuple(kv.shape) != expected:
+            raise LtuneError(f"{type(self.model).__name__} cached keys/values of shape {tuple(kv.shape)}, not "
+                             f"{expected}; use method.init=random")
+        return kv
+
     def encode_label_batch(self, label_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Last hidden states (K, l, hidden) as float32, in whatever mode and grad state the caller set."""
         return self.model(**self._no_cache(label_batch)).last_hidden_state.float()

@@ -27,9 +27,31 @@ def flatten(values: dict, prefix: str = "") -> dict:
 
 
 def settings_of(config: dict) -> dict:
-    """The flattened resolved config of a run without the keys that replicates may differ in."""
-    return {k: v for k, v in flatten(config).items()
-            if not any(k == skip or k.startswith(skip + ".") for skip in NOT_A_SETTING)}
+    """The flattened resolved config of a run without the keys that replicates may differ in. A
+    key a later ltune version added (method.init, data.label_text_kind) and the run's config lacks
+    gets the schema's default, which is what the run used: runs from before and after the key came
+    are the same replicates, never two groups."""
+    flat = flatten(config)
+    for key, default in schema_defaults((config.get("method") or {}).get("name")).items():
+        flat.setdefault(key, default)
+    return {k: v for k, v in flat.items() if not any(k == skip or k.startswith(skip + ".") for skip in NOT_A_SETTING)}
+
+
+def schema_defaults(method: str | None) -> dict:
+    """{flattened key: default} of the schema's settings that have one (trainer, model, data and
+    ``method``'s); a choice's default as its text. Interpolations (trainer.lr: ${method.lr}) are
+    left out: they need the rest of the run's config."""
+    import dataclasses
+
+    from ltune.config import schema
+    from ltune.methods import METHODS
+
+    sections = {"trainer": schema.TrainerConfig, "model": schema.ModelConfig, "data": schema.DataConfig}
+    if method in METHODS:
+        sections["method"] = METHODS[method].config
+    return {f"{section}.{field.name}": getattr(field.default, "value", field.default)
+            for section, config_class in sections.items() for field in dataclasses.fields(config_class)
+            if field.default is not dataclasses.MISSING and not str(field.default).startswith("${")}
 
 
 def _json_lines(path: Path) -> list[dict]:

@@ -5,6 +5,11 @@ from ltune.checks import Choice
 from ltune.methods.config import LabelTextConfig
 
 
+class LPrefixInit(Choice):
+    random = "random"  # Z from torch's default Linear initialisation
+    text = "text"  # Z fitted so that each label's prefix is its label text's own keys/values (as prefix's init=text)
+
+
 class ZInput(Choice):
     pooling = "pooling"  # the paper: Z reads F's l pooling weights
     states = "states"  # the reference code's pooling=False branch: Z maps each label token's state
@@ -22,3 +27,8 @@ class LPrefixConfig(LabelTextConfig):
     pool_softmax: bool = True
     #: What Z maps to the prefix (ablation; the paper's is the default).
     z_input: ZInput = ZInput.pooling
+    #: How Z starts. random: the default. text: fitted (least squares, minimum norm) so that
+    #: label k's prefix is the frozen model's own keys/values of label text k: before training the
+    #: model reads each pair as "label text, then text" (exactly so when the K pooling vectors, or
+    #: with z_input=states the label tokens' states, are linearly independent).
+    init: LPrefixInit = LPrefixInit.random

@@ -7,6 +7,8 @@ The frozen model reads text x with (K_k, V_k) in front of every layer's keys/val
 the 2-way head on the pooled output scores the pair (x, y_k).
 Trainable: d + 2 l^2 m kv + 2d, which is the paper's 2 l^2 m d + 3d when kv = d
 (multi-head attention); grouped or multi-query models have kv < d.
+Z starts random, or with method.init=text fitted so that (K_k, V_k) are the frozen model's
+own keys/values of label text k (the pair is then first read as "label text, then text").
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from ltune.backbone import Backbone
 from ltune.errors import LtuneError
 from ltune.methods.base import LabelConditioned
+from ltune.methods.l_prefix.config import LPrefixInit
 
 
 class LPrefix(LabelConditioned):
@@ -38,6 +41,24 @@ class LPrefix(LabelConditioned):
             nn.init.normal_(self.pool_weight, std=d**-0.5)
             self.transform = nn.Linear(l, l * width, bias=False)  # Z
         backbone.check_fits(l)
+        if config.init == LPrefixInit.text:
+            self.fit_transform_to_label_kv()
+
+    @torch.no_grad()
+    def fit_transform_to_label_kv(self) -> None:
+        """Set Z to the minimum-norm least-squares solution of "label k's prefix = the frozen
+        model's own keys/values of label text k" over the K labels (exact when Z's K inputs are
+        linearly independent). Only real label positions count under z_input=states."""
+        b = self.backbone
+        kv = b.text_kv({"input_ids": self.label_ids, "attention_mask": self.label_mask.long()})  # (m, 2, K, kv, l, hd)
+        if self.config.z_input == "states":
+            inputs = self.current_label_states()[self.label_mask]  # (real label tokens, d)
+            targets = kv.permute(2, 4, 0, 1, 3, 5)[self.label_mask].flatten(1)  # (real label tokens, m * 2 * kv)
+        else:
+            inputs = self.pooled_label_scores()  # (K, l)
+            targets = kv.permute(2, 0, 1, 4, 3, 5).flatten(1)  # (K, m * 2 * l * kv): label_prefixes' layout
+        solution = torch.linalg.pinv(inputs.float()) @ targets  # (inputs' width, outputs)
+        self.transform.weight.copy_(solution.T)
 
     def pooled_label_scores(self, states: torch.Tensor | None = None) -> torch.Tensor:
         """F(h_k) for every label: (K, l) pooling weights (zero on label padding)."""

@@ -3,6 +3,8 @@ classes, and a K-way linear head (with bias) on the pooled output.
 
 Trainable: P*m*2*kv + d*K + K; with the MLP reparameterisation
 P*d + (d*h + h) + (h*m*2*kv + m*2*kv) + d*K + K.
+The prefix starts random (N(0, 1)), or with method.init=text as the model's own keys/values of the
+first P tokens of method.init_text.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import torch
 from torch import nn
 
 from ltune.backbone import Backbone
+from ltune.errors import LtuneError
 from ltune.methods.base import KWayMethod
+from ltune.methods.prefix.config import PrefixInit
 
 
 class Prefix(KWayMethod):
@@ -24,9 +28,22 @@ class Prefix(KWayMethod):
             self.prefix_mlp = nn.Sequential(
                 nn.Linear(b.hidden_size, config.reparam_hidden), nn.Tanh(), nn.Linear(config.reparam_hidden, width)
             )
+        elif config.init == PrefixInit.text:
+            self.prefix = nn.Parameter(self.text_prefix(config.init_text, p).reshape(p, width))
         else:
             self.prefix = nn.Parameter(torch.randn(p, width))
         self.add_head()
+
+    def text_prefix(self, text: str, length: int) -> torch.Tensor:
+        """The model's own keys/values of the first ``length`` tokens of ``text``, laid out as the
+        prefix parameter: (P, layers, 2, kv heads, head dim)."""
+        batch = self.backbone.label_batch([text])  # no special tokens, as label texts
+        if batch["input_ids"].shape[1] < length:
+            raise LtuneError(f"method.init_text has {batch['input_ids'].shape[1]} tokens under this model's tokenizer, "
+                             f"fewer than method.num_virtual_tokens={length}; give a longer text or fewer virtual tokens")
+        batch = {key: value[:, :length].to(self.backbone.device) for key, value in batch.items()}
+        kv = self.backbone.text_kv(batch)[:, :, 0]  # (layers, 2, kv heads, P, head dim)
+        return kv.permute(3, 0, 1, 2, 4).cpu()
 
     def prefix_kv(self, batch_size: int) -> torch.Tensor:
         b, p = self.backbone, self.config.num_virtual_tokens

@@ -1,0 +1,129 @@
+"""Does a prefix, before any training, spoil what the frozen model's pooled vector knows?
+
+    python scripts/prefix_probe.py [--model smollm2] [--data sst2] [--train 384] [--heldout 256] [--out CSV]
+                                   [override ...]
+
+Reads the first --train texts of the training split and the first --heldout of the held-out slice
+(ltune's own split, seed 0), pools each as ltune's prefix method does under three starts of a
+P-position prefix (method.num_virtual_tokens), and fits a logistic-regression probe (L2, scipy's
+L-BFGS) on the train vectors; prints and writes the probe's held-out accuracy per start:
+
+- none: no prefix, the model as it is;
+- random: the prefix method's default start, N(0, 1) keys and values (P-tuning v2, peft);
+- random x 0.01: the same, scaled down (keys near 0 still take attention: it measures the dilution);
+- text: method.init=text, the model's own keys/values of method.init_text's first P tokens.
+
+A start far below "none" leaves the head and the prefix to recover features the model had before
+training. Extra arguments are ltune overrides (model.max_length=64, data.glue_dir=...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    import ltune  # noqa: F401
+except ImportError:  # run from a checkout without ltune installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def probe_accuracy(train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, l2: float = 1e-2) -> float:
+    """Held-out accuracy of an L2 logistic regression (features standardised on train) for binary labels."""
+    from scipy.optimize import minimize
+
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    a = np.hstack([(train_x - mean) / std, np.ones((len(train_x), 1))])
+    b = np.hstack([(test_x - mean) / std, np.ones((len(test_x), 1))])
+    sign = 2 * np.asarray(train_y) - 1
+
+    def loss(w):
+        margin = sign * (a @ w)
+        value = np.logaddexp(0, -margin).mean() + l2 * (w @ w)
+        grad = -(a * (sign * 0.5 * (1 - np.tanh(margin / 2)))[:, None]).mean(0) + 2 * l2 * w
+        return value, grad
+
+    w = minimize(loss, np.zeros(a.shape[1]), jac=True, method="L-BFGS-B").x
+    return float(((b @ w > 0).astype(int) == np.asarray(test_y)).mean())
+
+
+def pooled(backbone, texts: list[str], prefix_kv: torch.Tensor | None, batch_size: int = 32) -> np.ndarray:
+    """Pooled vectors of ``texts`` with ``prefix_kv`` (layers, 2, 1, kv heads, P, head dim) or none."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        encoded = backbone.tokenize(texts[start:start + batch_size])
+        size = len(encoded["input_ids"])
+        batch = backbone.pad([{key: rows[i] for key, rows in encoded.items()} for i in range(size)])
+        batch = {key: value.to(backbone.device) for key, value in batch.items()}
+        kv = None if prefix_kv is None else prefix_kv.expand(-1, -1, size, -1, -1, -1)
+        with torch.no_grad(), torch.autocast(backbone.device.type, dtype=torch.bfloat16,
+                                             enabled=backbone.device.type == "cuda"):
+            out.append(backbone.encode(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
+                                       prefix_kv=kv).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def starts(backbone, method_cfg, label_texts) -> dict[str, torch.Tensor | None]:
+    """The prefixes to probe, each (layers, 2, 1, kv heads, P, head dim)."""
+    from ltune.methods import build_method, method_config
+
+    base = {key: method_cfg[key] for key in method_cfg}
+    torch.manual_seed(0)
+    random = build_method(method_config({**base, "init": "random"}), backbone, label_texts).prefix_kv(1).detach()
+    text = build_method(method_config({**base, "init": "text"}), backbone, label_texts).prefix_kv(1).detach()
+    return {"none": None, "random": random, "random x 0.01": 0.01 * random, "text": text}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--data", default="sst2")
+    parser.add_argument("--train", type=int, default=384)
+    parser.add_argument("--heldout", type=int, default=256)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+
+    from ltune.backbone import load_backbone
+    from ltune.config import compose
+    from ltune.data import load_task
+    from ltune.data.label_texts import label_texts_of
+    from ltune.report.summary import machine_name
+    from ltune.runtime import machine
+
+    cfg = compose([f"model={args.model}", f"data={args.data}", "method=prefix", *args.overrides])
+    backbone = load_backbone(cfg.model, "cuda" if torch.cuda.is_available() else "cpu")
+    backbone.model.eval()
+    task = load_task(cfg.data, 0)
+    if len(task.label_names) != 2:
+        print("ltune: the probe is binary; give a data set with two labels", file=sys.stderr)
+        return 2
+    train, heldout = task.train[: args.train], task.heldout[: args.heldout]
+    rows = []
+    for name, prefix_kv in starts(backbone, cfg.method, label_texts_of(cfg.data, backbone.tokenizer)).items():
+        clock = time.perf_counter()
+        train_x = pooled(backbone, [e.texts[0] for e in train], prefix_kv)
+        test_x = pooled(backbone, [e.texts[0] for e in heldout], prefix_kv)
+        accuracy = probe_accuracy(train_x, [e.label for e in train], test_x, [e.label for e in heldout])
+        rows.append({"model": args.model, "data": args.data, "prefix_start": name,
+                     "virtual_tokens": cfg.method.num_virtual_tokens, "train": len(train), "heldout": len(heldout),
+                     "probe_heldout_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - clock, 1),
+                     "machine": machine_name({"environment": {"machine": machine(backbone.device)}})})
+        print(f"{name:>14}: probe held-out accuracy {accuracy:.3f}", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -62,3 +62,22 @@ def test_smollm2_gguf_grouped_kv_heads(tmp_path, monkeypatch):
     assert method.transform.weight.grad.abs().sum() > 0
     kv = method.label_prefixes()
     assert kv.shape[:2] == (30, 2) and kv.shape[3:] == (3, method.label_length, 64)
+
+
+@pytest.mark.slow  # the 135M-parameter model (its converted copy is cached after the first load)
+def test_smollm2_text_started_prefix_reads_as_the_text_in_front():
+    """With the real weights (no BOS token, grouped heads, rotary positions), a prefix started from
+    the model's own keys/values of some words reads the text exactly as the words followed by it."""
+    pytest.importorskip("gguf")
+    backbone = loaded("smollm2")
+    method = build_method(OmegaConf.create({"name": "prefix", "init": "text", "num_virtual_tokens": 6,
+                                            "init_text": "a short neutral sentence comes first here"}),
+                          backbone, LABELS).eval()
+    words = backbone.label_batch([method.config.init_text])["input_ids"][0, :6].tolist()
+    text = backbone.tokenize(["the film is a delight from start to end"])["input_ids"][0]
+    with torch.no_grad():
+        ids = torch.tensor([text])
+        with_prefix = backbone.encode(ids, torch.ones_like(ids), prefix_kv=method.prefix_kv(1))
+        whole = torch.tensor([words + text])
+        as_text = backbone.encode(whole, torch.ones_like(whole))
+    torch.testing.assert_close(with_prefix, as_text, atol=1e-4, rtol=1e-4)

@@ -13,6 +13,11 @@ L-BFGS) on the train vectors; prints and writes the probe's held-out accuracy pe
 - random x 0.01: the same, scaled down (keys near 0 still take attention: it measures the dilution);
 - text: method.init=text, the model's own keys/values of method.init_text's first P tokens.
 
+With --l-prefix, two more rows for L-prefix started from its label texts (method=l_prefix
+method.init=text): "label 1" pools each text under label 1's prefix, "label difference" probes the
+difference of the pooled vectors under labels 1 and 0, which is all that L-prefix's 2-way head can
+use for its argmax (the two scores differ by the head applied to that difference).
+
 A start far below "none" leaves the head and the prefix to recover features the model had before
 training. Extra arguments are ltune overrides (model.max_length=64, data.glue_dir=...).
 """
@@ -53,8 +58,10 @@ def probe_accuracy(train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, l2:
     return float(((b @ w > 0).astype(int) == np.asarray(test_y)).mean())
 
 
-def pooled(backbone, texts: list[str], prefix_kv: torch.Tensor | None, batch_size: int = 32) -> np.ndarray:
-    """Pooled vectors of ``texts`` with ``prefix_kv`` (layers, 2, 1, kv heads, P, head dim) or none."""
+def pooled(backbone, texts: list[str], prefix_kv: torch.Tensor | None, prefix_mask: torch.Tensor | None = None,
+           batch_size: int = 32) -> np.ndarray:
+    """Pooled vectors of ``texts`` with ``prefix_kv`` (layers, 2, 1, kv heads, P, head dim; ``prefix_mask``
+    (1, P) its real positions) or none."""
     out = []
     for start in range(0, len(texts), batch_size):
         encoded = backbone.tokenize(texts[start:start + batch_size])
@@ -62,11 +69,30 @@ def pooled(backbone, texts: list[str], prefix_kv: torch.Tensor | None, batch_siz
         batch = backbone.pad([{key: rows[i] for key, rows in encoded.items()} for i in range(size)])
         batch = {key: value.to(backbone.device) for key, value in batch.items()}
         kv = None if prefix_kv is None else prefix_kv.expand(-1, -1, size, -1, -1, -1)
+        mask = None if prefix_mask is None else prefix_mask.expand(size, -1)
         with torch.no_grad(), torch.autocast(backbone.device.type, dtype=torch.bfloat16,
                                              enabled=backbone.device.type == "cuda"):
             out.append(backbone.encode(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
-                                       prefix_kv=kv).float().cpu())
+                                       prefix_kv=kv, prefix_mask=mask).float().cpu())
     return torch.cat(out).numpy()
+
+
+def l_prefix_rows(backbone, label_texts, train, heldout) -> tuple[dict[str, float], int]:
+    """Probe accuracies under L-prefix's text-started label prefixes (see the module), and their length."""
+    from ltune.methods import build_method, method_config
+
+    torch.manual_seed(0)
+    method = build_method(method_config({"name": "l_prefix", "init": "text"}), backbone, label_texts).eval()
+    prefixes = method.label_prefixes().detach()
+
+    def under(examples, k):
+        return pooled(backbone, [e.texts[0] for e in examples], prefixes[:, :, k:k + 1], method.label_mask[k:k + 1])
+
+    train_y, test_y = [e.label for e in train], [e.label for e in heldout]
+    train_1, test_1 = under(train, 1), under(heldout, 1)
+    return {"l_prefix text: label 1": probe_accuracy(train_1, train_y, test_1, test_y),
+            "l_prefix text: label difference": probe_accuracy(train_1 - under(train, 0), train_y,
+                                                             test_1 - under(heldout, 0), test_y)}, method.label_length
 
 
 def starts(backbone, method_cfg, label_texts) -> dict[str, torch.Tensor | None]:
@@ -87,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=384)
     parser.add_argument("--heldout", type=int, default=256)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--l-prefix", action="store_true", help="add the rows of L-prefix's text-started label prefixes")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
 
@@ -105,17 +132,25 @@ def main(argv: list[str] | None = None) -> int:
         print("ltune: the probe is binary; give a data set with two labels", file=sys.stderr)
         return 2
     train, heldout = task.train[: args.train], task.heldout[: args.heldout]
-    rows = []
-    for name, prefix_kv in starts(backbone, cfg.method, label_texts_of(cfg.data, backbone.tokenizer)).items():
-        clock = time.perf_counter()
-        train_x = pooled(backbone, [e.texts[0] for e in train], prefix_kv)
-        test_x = pooled(backbone, [e.texts[0] for e in heldout], prefix_kv)
-        accuracy = probe_accuracy(train_x, [e.label for e in train], test_x, [e.label for e in heldout])
-        rows.append({"model": args.model, "data": args.data, "prefix_start": name,
-                     "virtual_tokens": cfg.method.num_virtual_tokens, "train": len(train), "heldout": len(heldout),
+    rows, label_texts = [], label_texts_of(cfg.data, backbone.tokenizer)
+
+    def add(name: str, accuracy: float, clock: float, positions: int = cfg.method.num_virtual_tokens) -> None:
+        rows.append({"model": args.model, "data": args.data, "prefix_start": name, "prefix_positions": positions,
+                     "train": len(train), "heldout": len(heldout),
                      "probe_heldout_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - clock, 1),
                      "machine": machine_name({"environment": {"machine": machine(backbone.device)}})})
         print(f"{name:>14}: probe held-out accuracy {accuracy:.3f}", flush=True)
+
+    for name, prefix_kv in starts(backbone, cfg.method, label_texts).items():
+        clock = time.perf_counter()
+        train_x = pooled(backbone, [e.texts[0] for e in train], prefix_kv)
+        test_x = pooled(backbone, [e.texts[0] for e in heldout], prefix_kv)
+        add(name, probe_accuracy(train_x, [e.label for e in train], test_x, [e.label for e in heldout]), clock)
+    if args.l_prefix:
+        clock = time.perf_counter()
+        accuracies, length = l_prefix_rows(backbone, label_texts, train, heldout)
+        for name, accuracy in accuracies.items():
+            add(name, accuracy, clock, length)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("w", newline="") as handle:

@@ -29,3 +29,16 @@ def test_the_starts_and_none_pools_as_the_plain_model(family):
     np.testing.assert_allclose(plain, by_hand.detach().numpy(), atol=1e-5)
     assert not np.allclose(pooled(backbone, texts, prefixes["random"]), plain, atol=1e-3)
     torch.testing.assert_close(prefixes["random x 0.01"], 0.01 * prefixes["random"])
+
+
+def test_l_prefix_rows_probe_the_label_difference():
+    from types import SimpleNamespace
+
+    from scripts.prefix_probe import l_prefix_rows
+
+    backbone = tiny_backbone("llama")
+    texts = ["good film", "bad film", "a fine day", "a poor day", "lovely", "awful"] * 4
+    examples = [SimpleNamespace(texts=[t], label=i % 2) for i, t in enumerate(texts)]
+    accuracies, length = l_prefix_rows(backbone, ["it is negative", "it is positive"], examples[:16], examples[16:])
+    assert set(accuracies) == {"l_prefix text: label 1", "l_prefix text: label difference"}
+    assert all(0.0 <= a <= 1.0 for a in accuracies.values()) and length == 3

@@ -8,6 +8,7 @@ position, so a label's score never depends on how long the other labels are.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 
@@ -249,13 +250,8 @@ class Backbone(Tokenizing, nn.Module):
             raise LtuneError(f"a prefix started from real keys/values needs a model whose attention keeps a "
                              f"key/value cache; {self.model.config.model_type} has none: use method.init=random")
         cache = DynamicCache()  # no config: sliding-window layers keep every position
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                self.model(**batch, use_cache=True, **{cache_argument(type(self.model)): cache})
-        finally:
-            self.model.train(was_training)
+        with self.frozen_reading():
+            self.model(**batch, use_cache=True, **{cache_argument(type(self.model)): cache})
         kv = torch.stack([torch.stack([layer.keys, layer.values]) for layer in cache.layers]).float()
         expected = (self.num_layers, 2, batch["input_ids"].shape[0], self.num_kv_heads, batch["input_ids"].shape[1],
                     self.head_dim)
@@ -263,6 +259,17 @@ class Backbone(Tokenizing, nn.Module):
             raise LtuneError(f"{type(self.model).__name__} cached keys/values of shape {tuple(kv.shape)}, not "
                              f"{expected}; use method.init=random")
         return kv
+
+    @contextlib.contextmanager
+    def frozen_reading(self):
+        """The model in eval mode (no dropout) without gradients, its training mode restored after."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.model.train(was_training)
 
     def encode_label_batch(self, label_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Last hidden states (K, l, hidden) as float32, in whatever mode and grad state the caller set."""

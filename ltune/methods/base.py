@@ -102,11 +102,8 @@ class LabelConditioned(TuningMethod):
         label_batch = {k: v.to(device) for k, v in backbone.label_batch(self.label_texts, config.label_length).items()}
         self.register_buffer("label_ids", label_batch["input_ids"], persistent=False)  # (K, l)
         self.register_buffer("label_mask", label_batch["attention_mask"].bool(), persistent=False)  # (K, l)
-        was_training = backbone.model.training
-        backbone.model.eval()
-        with torch.no_grad():
+        with backbone.frozen_reading():
             states = backbone.encode_label_batch(label_batch)
-        backbone.model.train(was_training)
         self.register_buffer("label_states", states, persistent=False)  # (K, l, d)
         self.head = nn.Linear(backbone.hidden_size, 2, bias=config.head_bias)
 

@@ -33,14 +33,14 @@ def settings_of(config: dict) -> dict:
     are the same replicates, never two groups."""
     flat = flatten(config)
     for key, default in schema_defaults((config.get("method") or {}).get("name")).items():
-        flat.setdefault(key, default)
+        if not str(default).startswith("${"):  # an interpolation (trainer.lr: ${method.lr}) needs the rest of the config
+            flat.setdefault(key, default)
     return {k: v for k, v in flat.items() if not any(k == skip or k.startswith(skip + ".") for skip in NOT_A_SETTING)}
 
 
 def schema_defaults(method: str | None) -> dict:
     """{flattened key: default} of the schema's settings that have one (trainer, model, data and
-    ``method``'s); a choice's default as its text. Interpolations (trainer.lr: ${method.lr}) are
-    left out: they need the rest of the run's config."""
+    ``method``'s); a choice's default as its text."""
     import dataclasses
 
     from ltune.config import schema
@@ -51,7 +51,7 @@ def schema_defaults(method: str | None) -> dict:
         sections["method"] = METHODS[method].config
     return {f"{section}.{field.name}": getattr(field.default, "value", field.default)
             for section, config_class in sections.items() for field in dataclasses.fields(config_class)
-            if field.default is not dataclasses.MISSING and not str(field.default).startswith("${")}
+            if field.default is not dataclasses.MISSING}
 
 
 def _json_lines(path: Path) -> list[dict]:
@@ -121,19 +121,7 @@ def collect(folder: Path) -> tuple[list[dict], list[dict]]:
 def default_of(key: str, method: str):
     """The schema's default of a flattened config key (``method.*`` from the method's config);
     None where the schema has none."""
-    import dataclasses
-
-    from ltune.config import schema
-    from ltune.methods import METHODS
-
-    section, _, field_name = key.partition(".")
-    classes = {"trainer": schema.TrainerConfig, "model": schema.ModelConfig, "data": schema.DataConfig,
-               "method": METHODS[method].config if method in METHODS else None}
-    config_class = classes.get(section)
-    for field in dataclasses.fields(config_class) if config_class else ():
-        if field.name == field_name and field.default is not dataclasses.MISSING:
-            return field.default.value if hasattr(field.default, "value") else field.default
-    return None
+    return schema_defaults(method).get(key)
 
 
 def is_default_value(value, key: str, method: str) -> bool:

@@ -8,6 +8,7 @@ results as they can read any file the user writes).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -23,6 +24,9 @@ CHECKPOINT = "checkpoint.pt"
 PREDICTIONS = "predictions.jsonl"
 FAILED = "failed.json"
 LOCK = ".lock"
+#: A finished run's JSON-lines files (LOG, PREDICTIONS) may be stored gzip-compressed under this
+#: suffix (scripts/compact_runs.py does it for committed folders); readers take either.
+COMPRESSED = ".gz"
 
 
 def check_folder_path(path: Path, what: str) -> None:
@@ -103,6 +107,32 @@ def read_metrics(run_dir: Path) -> dict | None:
         return json.loads((Path(run_dir) / METRICS).read_text())
     except FileNotFoundError:
         return None
+
+
+def stored_json_lines(path: Path) -> Path | None:
+    """Where a run's JSON-lines file ``path`` is stored: ``path`` itself, else its compressed copy
+    ``path.gz``; None when neither exists."""
+    path = Path(path)
+    for candidate in (path, path.with_name(path.name + COMPRESSED)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """The complete JSON lines of a run's file, plain or compressed (see ``stored_json_lines``); a
+    last line cut by a crash is left out; [] when the file does not exist."""
+    stored = stored_json_lines(path)
+    if stored is None:
+        return []
+    text = gzip.decompress(stored.read_bytes()).decode() if stored.suffix == COMPRESSED else stored.read_text()
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
 
 
 class JsonlLog:

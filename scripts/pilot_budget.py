@@ -19,15 +19,12 @@ import math
 import sys
 from pathlib import Path
 
+from ltune.run_files import LOG, read_json_lines
+
 
 def heldout_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
-    """(step, held-out score) of each evaluation in the run's log.jsonl."""
-    curve = []
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        entry = json.loads(line)
-        if "heldout" in entry:
-            curve.append((entry["step"], entry["heldout"][metric]))
-    return curve
+    """(step, held-out score) of each evaluation in the run's log.jsonl (plain or compressed)."""
+    return [(entry["step"], entry["heldout"][metric]) for entry in read_json_lines(run_dir / LOG) if "heldout" in entry]
 
 
 def flat_from(curve: list[tuple[int, float]], tolerance: float) -> int:

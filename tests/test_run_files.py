@@ -39,3 +39,16 @@ def test_gguf_model_without_the_gguf_package(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
     with pytest.raises(LtuneError, match="model=smollm2 is a GGUF file and needs the 'gguf' package: pip install gguf"):
         load_backbone(compose("model=smollm2").model)
+
+
+def test_json_lines_read_the_same_plain_or_compressed_and_stop_at_a_cut_line(tmp_path):
+    import gzip
+
+    from ltune.run_files import read_json_lines
+
+    text = '{"step": 1}\n{"step": 2}\n{"step": 3, "lo'  # a crash cut the last line
+    (tmp_path / "plain.jsonl").write_text(text)
+    (tmp_path / "packed.jsonl.gz").write_bytes(gzip.compress(text.encode()))
+    assert read_json_lines(tmp_path / "plain.jsonl") == [{"step": 1}, {"step": 2}]
+    assert read_json_lines(tmp_path / "packed.jsonl") == [{"step": 1}, {"step": 2}]
+    assert read_json_lines(tmp_path / "missing.jsonl") == []

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from ltune.run_files import CONFIG, FAILED, LOG, METRICS, PREDICTIONS
+from ltune.run_files import CONFIG, FAILED, LOG, METRICS, PREDICTIONS, read_json_lines
 
 #: Keys that differ between seed replicates of one configuration, or that only say where files
 #: go and how progress is tracked: every other key of the resolved config must be equal for two
@@ -54,17 +54,6 @@ def schema_defaults(method: str | None) -> dict:
             if field.default is not dataclasses.MISSING}
 
 
-def _json_lines(path: Path) -> list[dict]:
-    """The complete JSON lines of a file (a last line cut by a crash is left out)."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return records
-
-
 def stage_of(run: Path, folder: Path) -> str | None:
     """"search" or "final" for the jobs of a tuning sweep (hydra/sweeper=ltune_tune), else None."""
     parts = run.relative_to(folder).parts
@@ -86,10 +75,8 @@ def read_run(run: Path, folder: Path) -> dict:
     for key in ("model", "data", "method", "seed", "dev"):
         if key not in metrics:
             raise ValueError(f"{METRICS} has no '{key}'")
-    log = _json_lines(run / LOG) if (run / LOG).is_file() else []
-    predictions = {}
-    if (run / PREDICTIONS).is_file():
-        predictions = {r["id"]: (r["prediction"], r["label"]) for r in _json_lines(run / PREDICTIONS)}
+    log = read_json_lines(run / LOG)
+    predictions = {r["id"]: (r["prediction"], r["label"]) for r in read_json_lines(run / PREDICTIONS)}
     return {**metrics, "run_dir": str(run), "log": log, "settings": settings_of(config), "predictions": predictions,
             "stage": stage_of(run, folder)}
 

@@ -45,3 +45,14 @@ def test_no_finished_run_is_an_error(tmp_path, capsys):
     fake_run(tmp_path, "broken", {25: 0.9}, status="failed")
     assert pilot_budget.main([str(tmp_path)]) == 2
     assert "no finished run" in capsys.readouterr().err
+
+
+def test_a_compressed_log_gives_the_same_budget(tmp_path, capsys):
+    import gzip
+
+    fake_run(tmp_path, "slow", {25: 0.5, 100: 0.7, 150: 0.82, 175: 0.85, 400: 0.852})
+    log = tmp_path / "slow" / "log.jsonl"
+    (tmp_path / "slow" / "log.jsonl.gz").write_bytes(gzip.compress(log.read_bytes()))
+    log.unlink()
+    pilot_budget.main([str(tmp_path), "--override", "--no-write"])
+    assert capsys.readouterr().out.strip() == "trainer.max_steps=300"

@@ -45,9 +45,14 @@ OVER_RUNS_TEST = (
     "(scipy.stats.ttest_ind, equal_var=False) and a two-sided permutation test over the seed labels "
     "(scipy.stats.permutation_test, permutation_type='independent'; exact when there are at most "
     f"{RESAMPLES:,} splits, else {RESAMPLES:,} random ones). 'above'/'below' need both: the CI excludes 0 "
-    "and p < 0.05; anything else reads 'level' (no difference shown, not shown equal). 'smallest p' is "
-    "the least p-value the exact test can give with these seed counts."
+    "and p < 0.05; anything else reads 'level' (no difference shown, not shown equal), and 'level (tests "
+    "disagree)' where one of the two shows a difference and the other does not (a few seeds with one "
+    "outlying difference, typically: more seeds settle it). Where every seed shows the same difference "
+    "there is no t interval, and p decides. 'smallest p' is the least p-value the exact test can give "
+    "with these seed counts."
 )
+#: What the report's words are when the interval and the permutation p-value do not agree.
+TESTS_DISAGREE = "level (tests disagree)"
 POWER_TEXT = (
     f"Detectable Δ: the difference a two-sided t-test at 5% (the same Welch or paired test) finds with "
     f"{POWER:.0%} power, given the observed seed standard deviations: power = P(|T| > t_crit) with T "
@@ -131,10 +136,15 @@ def over_runs_test(a: dict[int, float], b: dict[int, float]) -> dict:
     p = float(stats.permutation_test(samples, statistic, permutation_type=permutation, vectorized=True,
                                      n_resamples=RESAMPLES, alternative="two-sided", random_state=0).pvalue)
     exact = splits <= RESAMPLES
-    shown = (low > 0 or high < 0) and p < 1 - CONFIDENCE
+    p_shows = p < 1 - CONFIDENCE
+    interval_shows = (low > 0 or high < 0) if spread else p_shows  # no spread: no t interval to weigh
+    if interval_shows and p_shows:
+        reads = "above" if delta > 0 else "below"
+    else:
+        reads = TESTS_DISAGREE if interval_shows or p_shows else "level"
     result.update({"test": name.format("exact " if exact else ""), "ci_low": low, "ci_high": high, "p_value": p,
                    "p_exact": exact, "smallest_p": min(1.0, 2 / splits) if exact else MONTE_CARLO_FLOOR,
-                   "reads": ("above" if delta > 0 else "below") if shown else "level"})
+                   "reads": reads})
     return result
 
 

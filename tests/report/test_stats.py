@@ -52,7 +52,7 @@ def test_the_permutation_p_over_seed_labels_is_exact_on_an_enumerable_case():
     """3 + 3 seeds with other seed numbers: 20 ways to split six runs into two sides of three. Every
     A run beats every B run, so the observed split and its mirror are the two most extreme:
     two-sided p = 2/20, which no 3 + 3 permutation test can go below. The Welch interval excludes
-    0, but the report's words need both, so it reads 'level'."""
+    0, but the report's words need both, so it reads 'level', saying that the two disagree."""
     a, b = {1: 0.80, 2: 0.83, 3: 0.81}, {4: 0.70, 5: 0.72, 6: 0.71}
     values, observed = [*a.values(), *b.values()], np.mean(list(a.values())) - np.mean(list(b.values()))
     splits = [np.mean([values[i] for i in side]) - np.mean([values[i] for i in range(6) if i not in side])
@@ -62,7 +62,24 @@ def test_the_permutation_p_over_seed_labels_is_exact_on_an_enumerable_case():
     assert found["test"] == "Welch + exact permutation" and found["p_exact"]
     assert found["p_value"] == pytest.approx(by_hand) == pytest.approx(0.1)
     assert found["smallest_p"] == pytest.approx(0.1)
-    assert found["ci_low"] > 0 and found["reads"] == "level"
+    assert found["ci_low"] > 0 and found["reads"] == "level (tests disagree)"
+
+
+def test_a_sign_flip_p_below_5_percent_with_an_interval_across_0_reads_level_saying_the_tests_disagree():
+    """Ten paired seeds, A ahead on every one: the exact sign-flip p is 2/1024, the least it can be.
+    One seed far ahead (+0.10 where the other nine are +0.01) widens the t interval across 0."""
+    b = {seed: 0.70 for seed in range(1, 11)}
+    a = {seed: 0.71 for seed in range(1, 10)} | {10: 0.80}
+    found = over_runs_test(a, b)
+    assert found["test"] == "paired t + exact sign-flip"
+    assert found["p_value"] == pytest.approx(2 / 1024) and found["ci_low"] < 0 < found["ci_high"]
+    assert found["reads"] == "level (tests disagree)"
+
+
+def test_level_alone_when_neither_test_shows_a_difference():
+    a, b = {s: 0.70 + 0.01 * (s % 3) for s in range(1, 9)}, {s: 0.70 + 0.01 * ((s + 1) % 3) for s in range(1, 9)}
+    found = over_runs_test(a, b)
+    assert found["p_value"] > 0.05 and found["ci_low"] < 0 < found["ci_high"] and found["reads"] == "level"
 
 
 def test_the_welch_interval_is_the_textbook_one():

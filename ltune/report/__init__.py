@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from ltune.errors import LtuneError
-from ltune.report.collect import collect, drop_repeated_seeds, replicate_groups
+from ltune.report.collect import collect, drop_repeated_seeds, replicate_groups, settings_of_sizes
 from ltune.report.markdown import markdown
 from ltune.report.pairs import paired_rows
 from ltune.report.plots import plot
@@ -104,5 +104,5 @@ def report(folder: Path, compare=()) -> Path:
     plots = plot(groups, paired, folder)
     write_text(folder / "report.md", markdown(folder, rows, paired, plots, problems + repeats, len(finished),
                                               len(searched), unpaired, machines(finished + searched),
-                                              sweeps_of(folder, finished + searched)))
+                                              sweeps_of(folder, finished + searched), settings_of_sizes(groups)))
     return folder / "report.md"

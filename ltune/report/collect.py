@@ -4,6 +4,7 @@ predictions; failed, unfinished and unreadable runs are listed, never averaged i
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -133,6 +134,42 @@ def drop_repeated_seeds(finished: list[dict]) -> tuple[list[dict], list[dict]]:
     return kept, repeats
 
 
+#: The setting a learning curve's x axis reads.
+SIZE_KEY = "data.max_train_samples"
+
+
+def size_linked(settings: list[dict]) -> set[str]:
+    """Among groups' ``settings`` at two or more training sizes (SIZE_KEY), the settings that take one
+    value per size (e.g. the held-out slice or the step budget of a size): they belong to the size,
+    not to a group's name. SIZE_KEY itself is not among them. Empty at a single size."""
+    by_size: dict = {}
+    for one in settings:
+        by_size.setdefault(str(one.get(SIZE_KEY)), []).append(one)
+    if len(by_size) < 2:
+        return set()
+    names = {k for one in settings for k in one} - {SIZE_KEY}
+    return {k for k in names if all(len({str(one.get(k)) for one in group}) == 1 for group in by_size.values())}
+
+
+def settings_of_sizes(groups: dict[tuple, list[dict]]) -> dict[tuple, dict[str, dict[str, str]]]:
+    """Per (model, data) whose groups come at two or more training sizes: per size, the size-linked
+    settings that differ between sizes, as {size: {setting: value}} (values joined by ' / ' where the
+    methods differ at a size)."""
+    found: dict = {}
+    for cell in sorted({key[:3] for key in groups}):
+        own = [runs for key, runs in groups.items() if key[:3] == cell]
+        settings = [runs[0]["settings"] for runs in own]
+        tuned = all(r["stage"] == "final" for runs in own for r in runs)  # a tuned lr is a result, not a setting
+        linked = [k for k in sorted(size_linked(settings)) if len({str(one.get(k)) for one in settings}) > 1
+                  and not (tuned and k == "trainer.lr")]
+        for one in settings:
+            row = found.setdefault(cell[:2], {}).setdefault(str(one.get(SIZE_KEY)), {})
+            for k in linked:
+                row.setdefault(k, set()).add(str(one.get(k)))
+    return {cell: {size: {k: " / ".join(sorted(v)) for k, v in row.items()} for size, row in sizes.items()}
+            for cell, sizes in found.items() if len(sizes) > 1 and any(sizes.values())}
+
+
 def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
     """Runs grouped as seed replicates: same model, data, method and every other setting.
 
@@ -140,7 +177,8 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
     groups of one model, data and method differ, those where this group departs from the schema's
     default ("" for the default group, so a method's paper-default runs get one name on every task
     whether or not a task also has ablations). The learning rate a tuning sweep chose is a result,
-    not a setting: it is left out of the name.
+    not a setting: it is left out of the name. At several training sizes (a learning curve), the
+    settings that go with a size (``size_linked``) are left out too: the size names them.
     """
     groups = defaultdict(list)
     for run in finished:
@@ -153,7 +191,8 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
     for cell, keys in by_cell.items():
         settings = [groups[key][0]["settings"] for key in keys]
         tuned = all(r["stage"] == "final" for key in keys for r in groups[key])
-        differing = sorted({k for s in settings for k in s if any(t.get(k) != s.get(k) for t in settings)})
+        linked = size_linked(settings)
+        differing = sorted({k for s in settings for k in s if any(t.get(k) != s.get(k) for t in settings)} - linked)
         if tuned and len(differing) > 1:
             differing = [k for k in differing if k != "trainer.lr"]
         names = [", ".join(f"{k}={s.get(k)}" for k in differing if not is_default_value(s.get(k), k, cell[2]))
@@ -162,4 +201,9 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
             names = [", ".join(f"{k}={s.get(k)}" for k in differing) for s in settings]
         for key, variant in zip(keys, names):
             named[(*cell, variant)] = sorted(groups[key], key=lambda r: r["seed"])
-    return dict(sorted(named.items()))
+    return dict(sorted(named.items(), key=lambda item: [natural_key(part) for part in item[0]]))
+
+
+def natural_key(text: str) -> list:
+    """Sorts names with numbers in them by the numbers' values: max_train_samples=32 before =128."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", str(text)) if part]

@@ -78,11 +78,25 @@ def never_predicted_section(rows: list[dict]) -> list[str]:
             *[f"- {r['model']} / {r['data']} / {method_name(r)}: {r['never_predicted']}" for r in flagged]]
 
 
+def sizes_section(sizes_of: dict) -> list[str]:
+    """Per model and data of a learning curve, the settings that go with each training size (they are
+    left out of the groups' names, which name the size alone)."""
+    parts = []
+    for (model, data), sizes in sizes_of.items():
+        keys = sorted({k for row in sizes.values() for k in row})
+        order = sorted(sizes, key=lambda size: (size == "None", int(size) if size.isdigit() else 0))
+        parts += ["", f"Settings that go with each training size, {model} / {data}:", "",
+                  "| data.max_train_samples | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        parts += [f"| {size} | " + " | ".join(sizes[size].get(k, "–") for k in keys) + " |" for size in order]
+    return parts
+
+
 def markdown(folder, rows, paired, plots, problems, finished: int, searched: int, unpaired=(), machines=(),
-             sweeps=()) -> str:
+             sweeps=(), sizes_of=None) -> str:
     parts = header(folder, finished, searched, len(problems), machines)
     parts += tuning_sections(list(sweeps))
     parts += ["", "## Accuracy (dev)", "", accuracy_table(rows)]
+    parts += sizes_section(sizes_of or {})
     for metric, title in OTHER_METRICS:
         if any(f"dev_{metric}_mean" in r for r in rows):
             parts += ["", f"## {title} (dev)", "", accuracy_table([r for r in rows if f"dev_{metric}_mean" in r], metric)]

@@ -8,6 +8,7 @@ import io
 import textwrap
 from pathlib import Path
 
+from ltune.report.collect import SIZE_KEY, size_linked
 from ltune.run_files import atomic_write_bytes
 
 ORDER = ["prefix", "prompt", "l_prefix", "l_prompt", "peft_prompt"]
@@ -83,8 +84,6 @@ def paired_plot(paired: list[dict], folder: Path) -> Path:
     return _save(fig, folder / "paired_differences.png")
 
 
-#: The setting a learning curve's x axis reads.
-SIZE_KEY = "data.max_train_samples"
 LEARNING_CURVE = "learning_curve.png"
 
 
@@ -96,16 +95,6 @@ def _train_size(runs: list[dict]) -> int | None:
         sizes = {r["sizes"]["train"] for r in runs if isinstance(r.get("sizes"), dict) and "train" in r["sizes"]}
         size = min(sizes) if sizes else None
     return int(size) if size is not None else None
-
-
-def _size_linked(keys: list[tuple], groups: dict) -> set[str]:
-    """The settings that vary between a method's groups only with the training size (one value per
-    size, e.g. the held-out slice or the step budget of a size): they belong to the size, not the line."""
-    by_size: dict = {}
-    for key in keys:
-        by_size.setdefault(groups[key][0]["settings"].get(SIZE_KEY), []).append(groups[key][0]["settings"])
-    names = {k for key in keys for k in groups[key][0]["settings"]}
-    return {k for k in names if all(len({str(s.get(k)) for s in settings}) == 1 for settings in by_size.values())}
 
 
 def learning_curves(groups: dict) -> dict[tuple[str, str], dict[str, list[dict]]]:
@@ -123,10 +112,10 @@ def learning_curves(groups: dict) -> dict[tuple[str, str], dict[str, list[dict]]
         lines: dict = {}
         for method in sorted({key[2] for key in keys}):
             own = [key for key in keys if key[2] == method]
-            linked = _size_linked(own, groups)
+            settings_of = [groups[key][0]["settings"] for key in own]
             tuned = all(r["stage"] == "final" for key in own for r in groups[key])
-            differing = sorted({k for key in own for k in groups[key][0]["settings"]} - linked
-                               - ({"trainer.lr"} if tuned else set()))
+            varying = {k for one in settings_of for k in one if len({str(s.get(k)) for s in settings_of}) > 1}
+            differing = sorted(varying - size_linked(settings_of) - {SIZE_KEY} - ({"trainer.lr"} if tuned else set()))
             for key in own:
                 runs, settings = groups[key], groups[key][0]["settings"]
                 size = _train_size(runs)

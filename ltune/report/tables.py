@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
+from ltune.report.collect import natural_key
 from ltune.report.stats import FEWEST_SEEDS_FOR_AN_INTERVAL, MONTE_CARLO_FLOOR, RESAMPLES, TARGET_DIFFERENCES
 from ltune.report.summary import METHOD_ORDER, PLATEAU_FRACTION
 
@@ -60,7 +61,8 @@ def mean_cell(row: dict, metric: str) -> str:
 def accuracy_table(rows: list[dict], metric: str = "accuracy") -> str:
     columns = sorted({(r["model"], r["data"]) for r in rows})
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    methods = sorted({(r["method"], r["variant"]) for r in rows}, key=lambda mv: (order.get(mv[0], 99), mv))
+    methods = sorted({(r["method"], r["variant"]) for r in rows},
+                     key=lambda mv: (order.get(mv[0], 99), natural_key(mv[0]), natural_key(mv[1])))
     by_key = {(r["model"], r["data"], r["method"], r["variant"]): r for r in rows}
     lines = ["| method | " + " | ".join(f"{m} / {d}" for m, d in columns) + " |", "|---|" + "---|" * len(columns)]
     for method, variant in methods:

@@ -84,3 +84,35 @@ def test_each_l_method_is_tested_against_its_twin_at_every_training_size(tmp_pat
     assert "Twins not compared" not in text
     # The long group names of sizes wrap in the plot of differences instead of squeezing its axes away.
     assert not [w for w in recwarn if "Tight layout not applied" in str(w.message)]
+
+
+def test_groups_at_each_size_are_named_by_the_size_alone_and_the_size_settings_are_listed_once(tmp_path):
+    """The held-out slice and the batch go with the size (conf/train_size): they used to be in every
+    group's name, making names of six settings; now the size names the group, in numeric order, and the
+    report lists each size's settings in one table."""
+    for size in (32, 128, 512):
+        for seed in (1, 2):
+            sized_run(tmp_path, "prefix", size, seed, 0.7 + 0.01 * seed)
+
+    names = [key[3] for key in replicate_groups(collect(tmp_path)[0])]
+    text = report(tmp_path).read_text()
+
+    assert names == [f"data.max_train_samples={size}" for size in (32, 128, 512)]
+    accuracy = text[text.index("## Accuracy (dev)"):]
+    assert accuracy.index("max_train_samples=32]") < accuracy.index("max_train_samples=128]") \
+        < accuracy.index("max_train_samples=512]")
+    assert "| data.max_train_samples | data.max_heldout_samples | trainer.batch_size |" in text
+    assert "| 512 | 500 | 32 |" in text and "| 32 | 32 | 8 |" in text
+
+
+def test_a_setting_that_varies_within_a_size_stays_in_the_names(tmp_path):
+    for size in (32, 128):
+        for seed in (1, 2):
+            sized_run(tmp_path, "l_prefix", size, seed, 0.7 + 0.01 * seed)
+            sized_run(tmp_path, "l_prefix", size, seed, 0.6 + 0.01 * seed, settings={"z_input": "states"})
+
+    names = {key[3] for key in replicate_groups(collect(tmp_path)[0])}
+
+    assert names == {"data.max_train_samples=32", "data.max_train_samples=128",
+                     "data.max_train_samples=32, method.z_input=states",
+                     "data.max_train_samples=128, method.z_input=states"}

@@ -121,13 +121,25 @@ def stored_json_lines(path: Path) -> Path | None:
 
 def read_json_lines(path: Path) -> list[dict]:
     """The complete JSON lines of a run's file, plain or compressed (see ``stored_json_lines``); a
-    last line cut by a crash is left out; [] when the file does not exist."""
+    last line cut by a crash (or a compressed file cut short) is left out; [] when the file does not
+    exist. A compressed file that is not gzip raises ValueError naming it."""
     stored = stored_json_lines(path)
     if stored is None:
         return []
-    text = gzip.decompress(stored.read_bytes()).decode() if stored.suffix == COMPRESSED else stored.read_text()
+    if stored.suffix == COMPRESSED:
+        lines = []
+        try:
+            with gzip.open(stored, "rt", encoding="utf-8") as handle:
+                for line in handle:
+                    lines.append(line)
+        except EOFError:
+            pass  # cut short: the lines before the cut
+        except OSError as err:
+            raise ValueError(f"{stored} is not a readable gzip file ({err})") from None
+    else:
+        lines = stored.read_text().splitlines()
     records = []
-    for line in text.splitlines():
+    for line in lines:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

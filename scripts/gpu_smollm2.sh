@@ -5,6 +5,7 @@
 #
 # Here (PyPI reachable; LTUNE_GLUE_DIR set):
 #   bash scripts/gpu_smollm2.sh stage       # .gpu/smollm2/call1, call2, ...; prints the calls to make
+#   bash scripts/gpu_smollm2.sh check       # just before the calls: the tree plus each folder still fits
 # There, one call per staged folder, in order, each naming its folder in carry (the printed commands):
 #   bash scripts/gpu_smollm2.sh take .gpu/smollm2/callN       # adds the folder to the host's stage
 #   RUN_S=480 JOBS=8 bash scripts/gpu_smollm2.sh sweep         # last call: sweeps, then $OUT/smollm2.tgz
@@ -16,14 +17,16 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SMOLLM2_DIR=${SMOLLM2_DIR:-docs/offline_table_smollm2}
-STAGE_DIR=.gpu/smollm2
+STAGE_DIR=${STAGE_DIR:-.gpu/smollm2}  # relative to the checkout, or absolute
 HOST_STAGE=/tmp/ltune_stage
 HOST_SITE=/tmp/ltune_site
 HOST_RES=/tmp/ltune_res
-LIMIT=$((64 * 1024 * 1024))
+LIMIT=${GPU_CARRY_LIMIT:-$((64 * 1024 * 1024))}  # bytes a call may carry, the working tree included
 
 travelling_bytes() {  # what every call sends besides its carry: tracked and untracked-not-ignored files
-  (cd "$REPO" && git ls-files -co --exclude-standard -z | xargs -0 -r stat -c %s -- 2>/dev/null | awk '{s += $1} END {print s + 0}')
+  (cd "$REPO" && git ls-files -co --exclude-standard -z | python3 -c "
+import os, sys
+print(sum(os.path.getsize(p) for p in set(sys.stdin.read().split('\0')) if p and os.path.isfile(p)))")
 }
 
 stage() {
@@ -35,13 +38,17 @@ stage() {
   # the host reads SST-2 from the same path: data.glue_dir is part of a run's config, and a sweep
   # refuses a finished folder of another config
   local recorded
-  recorded=$(grep -sh '^  glue_dir:' "$SMOLLM2_DIR"/*/*/*/config.yaml | sort -u | sed 's/^  glue_dir: //')
+  recorded=$({ grep -sh '^  glue_dir:' "$SMOLLM2_DIR"/*/*/*/config.yaml || true; } | sort -u | sed 's/^  glue_dir: //')
   if [ -n "$recorded" ] && [ "$recorded" != "$LTUNE_GLUE_DIR" ]; then
     echo "gpu_smollm2: the committed runs read SST-2 from $recorded; stage with LTUNE_GLUE_DIR=$recorded" >&2; exit 2
   fi
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
   rm -rf "$STAGE_DIR" && mkdir -p "$STAGE_DIR/call1"
-  bash scripts/gpu_wheels.sh 3.12 "$STAGE_DIR/call1/wheels" > /dev/null 2>&1
+  if [ -n "${GPU_WHEELS_DIR:-}" ]; then  # wheels already downloaded (scripts/gpu_wheels.sh): no network needed
+    cp -r "$GPU_WHEELS_DIR" "$STAGE_DIR/call1/wheels"
+  else
+    bash scripts/gpu_wheels.sh 3.12 "$STAGE_DIR/call1/wheels" > /dev/null 2>&1
+  fi
   # bitsandbytes (4/8-bit loading, ~40 MB) is not used by the table; gpu_bench.sh skips its steps 5-6 without it
   rm -f "$STAGE_DIR"/call1/wheels/bitsandbytes-*.whl
   tar czf "$STAGE_DIR/call1/sst2.tgz" -C "$LTUNE_GLUE_DIR" SST-2
@@ -49,9 +56,9 @@ stage() {
   sha256sum "$gguf" | cut -d' ' -f1 > "$STAGE_DIR/call1/gguf.sha256"
   local tree room first
   tree=$(travelling_bytes)
-  room=$((LIMIT - tree - 2 * 1024 * 1024))  # 2 MiB to spare: runs committed after staging
+  room=$((LIMIT - tree - 4 * 1024 * 1024))  # 4 MiB to spare for runs written after staging (`check` says)
   first=$((room - $(du -sb "$STAGE_DIR/call1" | cut -f1)))
-  test "$first" -gt $((8 * 1024 * 1024)) || { echo "gpu_smollm2: the working tree ($tree bytes) leaves no room to carry the weights" >&2; exit 1; }
+  test "$first" -gt 0 || { rm -rf "$STAGE_DIR"; echo "gpu_smollm2: the working tree ($tree bytes) leaves no room to carry the weights" >&2; exit 1; }
   # part 1 fills what call 1 has left; the rest in parts of the full room
   head -c "$first" "$gguf" > "$STAGE_DIR/call1/gguf.part01"
   local offset=$first n=2
@@ -59,7 +66,8 @@ stage() {
   size=$(stat -c %s "$gguf")
   while [ "$offset" -lt "$size" ]; do
     mkdir -p "$STAGE_DIR/call$n"
-    tail -c +$((offset + 1)) "$gguf" | head -c "$room" > "$STAGE_DIR/call$n/gguf.part$(printf %02d $n)"
+    dd if="$gguf" of="$STAGE_DIR/call$n/gguf.part$(printf %02d $n)" bs=1M iflag=skip_bytes,count_bytes \
+      skip="$offset" count="$room" status=none
     offset=$((offset + room)); n=$((n + 1))
   done
   echo "working tree travelling with every call: $((tree / 1024)) KiB; GGUF $((size / 1024 / 1024)) MiB in $((n - 1)) calls"
@@ -68,6 +76,18 @@ stage() {
   done
   echo "first call: add '&& WHEELS=/tmp/ltune_stage/wheels OUT=\$OUT/bench timeout 150 bash scripts/gpu_bench.sh' (the brief's GPU benchmark)"
   echo "last call: add '&& RUN_S=480 JOBS=8 bash scripts/gpu_smollm2.sh sweep' (a later call on the warm host: sweep alone)"
+}
+
+check() {  # before each call: does the working tree plus each staged folder still fit?
+  local tree status=0
+  tree=$(travelling_bytes)
+  cd "$REPO"
+  for call in "$STAGE_DIR"/call*; do
+    local total=$((tree + $(du -sb "$call" | cut -f1)))
+    if [ "$total" -le "$LIMIT" ]; then echo "$(basename "$call"): $((total / 1024)) KiB of $((LIMIT / 1024)): fits"
+    else echo "$(basename "$call"): $((total / 1024)) KiB of $((LIMIT / 1024)): too large; commit less or stage again"; status=1; fi
+  done
+  return $status
 }
 
 take() {
@@ -125,8 +145,13 @@ sweep() {
       "text_init $(grep -sl '"finished"' $(find "$HOST_RES/text_init" -name metrics.json 2>/dev/null) /dev/null | wc -l);" \
       "gpu $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null)"
   done
+  # unfinished runs restart on a fresh host (checkpoints do not come back); on this warm host a later
+  # `sweep` resumes those that saved one
   for group in "${groups[@]}"; do kill -INT -- "-$group" 2>/dev/null || true; done
-  kill -0 "${groups[0]}" 2>/dev/null || kill -0 "${groups[1]}" 2>/dev/null && sleep "${GRACE_S:-20}"
+  local waited=0
+  while [ "$waited" -lt "${GRACE_S:-20}" ] && { kill -0 -- "-${groups[0]}" 2>/dev/null || kill -0 -- "-${groups[1]}" 2>/dev/null; }; do
+    sleep 1; waited=$((waited + 1))
+  done
   for group in "${groups[@]}"; do kill -KILL -- "-$group" 2>/dev/null || true; done
   echo "sweeps ended after $(($(date +%s) - start)) s" | tee -a "$HOST_RES/host.txt"
   tar czf "$OUT/smollm2.tgz" --exclude='*.safetensors' --exclude=checkpoint.pt --exclude=.lock -C "$HOST_RES" .
@@ -140,7 +165,7 @@ merge() {  # finished runs of the host's folders into docs/ (others stay behind)
   tar xzf "$archive" -C "$tmp"
   cd "$REPO"
   "${PYTHON:-.venv/bin/python}" - "$tmp" "$SMOLLM2_DIR" <<'EOF'
-import json, shutil, sys
+import json, shutil, sys, time
 from pathlib import Path
 source, target = Path(sys.argv[1]), Path(sys.argv[2])
 copied = 0
@@ -153,11 +178,12 @@ for metrics in sorted(source.rglob("metrics.json")):
         continue  # finished here already: never overwritten
     shutil.copytree(run, destination, dirs_exist_ok=True)
     copied += 1
-for name in ("tuning.json", "tuning.md", "multirun.yaml", "host.txt", "runs.log", "text_init.log"):
+stamp = time.strftime("%Y-%m-%d_%H-%M")
+for name in ("tuning.json", "tuning.md", "host.txt", "runs.log", "text_init.log"):  # multirun.yaml: the host's paths
     for found in source.rglob(name):
         destination = target / found.relative_to(source)
         if name in ("runs.log", "text_init.log", "host.txt"):
-            destination = target / "gpu_logs" / found.name
+            destination = target / "gpu_logs" / stamp / found.name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(found, destination)
 print(f"{copied} finished runs merged into {target}")
@@ -168,8 +194,9 @@ EOF
 
 case "${1:-}" in
   stage) stage ;;
+  check) check ;;
   take) take "${2:-}" ;;
   sweep) : "${OUT:?set OUT to the folder whose files come back}"; sweep ;;
   merge) merge "${2:-}" ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  *) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 2 ;;
 esac

@@ -52,3 +52,17 @@ def test_json_lines_read_the_same_plain_or_compressed_and_stop_at_a_cut_line(tmp
     assert read_json_lines(tmp_path / "plain.jsonl") == [{"step": 1}, {"step": 2}]
     assert read_json_lines(tmp_path / "packed.jsonl") == [{"step": 1}, {"step": 2}]
     assert read_json_lines(tmp_path / "missing.jsonl") == []
+
+
+def test_a_compressed_file_cut_short_keeps_its_complete_lines_and_a_broken_one_is_one_error(tmp_path):
+    import gzip
+
+    from ltune.run_files import read_json_lines
+
+    packed = gzip.compress(("".join(f'{{"step": {i}}}\n' for i in range(1000))).encode())
+    (tmp_path / "cut.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    (tmp_path / "broken.jsonl.gz").write_bytes(b"not gzip at all")
+    cut = read_json_lines(tmp_path / "cut.jsonl")
+    assert 0 < len(cut) < 1000 and cut == [{"step": i} for i in range(len(cut))]
+    with pytest.raises(ValueError, match="broken.jsonl.gz is not a readable gzip file"):
+        read_json_lines(tmp_path / "broken.jsonl")

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from ltune.errors import LtuneError
-from ltune.report.collect import collect, drop_repeated_seeds, replicate_groups, settings_of_sizes
+from ltune.report.collect import collect, drop_repeated_seeds, replicate_groups, settings_of_sizes, size_settings
 from ltune.report.markdown import markdown
 from ltune.report.pairs import paired_rows
 from ltune.report.plots import plot
@@ -95,10 +95,14 @@ def report(folder: Path, compare=()) -> Path:
     add_vanilla_targets(rows, groups)
     paired, unpaired = paired_rows(groups, compare)
     variants = {r["run_dir"]: key[3] for key, runs in groups.items() for r in runs}
+    linked = size_settings(groups)
+    for row in rows:
+        row["size_settings"] = linked.get((row["model"], row["data"], row["method"], row["variant"]), "")
+    by_size = {r["run_dir"]: linked.get(key, "") for key, runs in groups.items() for r in runs}
     repeated = {p["run_dir"] for p in repeats}
     every_run = [*finished, *searched, *({**r, "repeated": True} for r in readable if r["run_dir"] in repeated)]
     write_text(folder / "results.csv", csv_text(rows))
-    write_text(folder / "runs.csv", csv_text(run_rows(every_run, variants, folder)))
+    write_text(folder / "runs.csv", csv_text(run_rows(every_run, variants, folder, by_size)))
     if paired:
         write_text(folder / "paired.csv", csv_text(paired))
     plots = plot(groups, paired, folder)

@@ -4,7 +4,6 @@ predictions; failed, unfinished and unreadable runs are listed, never averaged i
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -151,23 +150,37 @@ def size_linked(settings: list[dict]) -> set[str]:
     return {k for k in names if all(len({str(one.get(k)) for one in group}) == 1 for group in by_size.values())}
 
 
+def _size_linked_per_cell(groups: dict[tuple, list[dict]]):
+    """Per (model, data, method): its group keys, their settings, and the size-linked settings that
+    differ between its sizes (a tuned learning rate is a result, not a setting of the size)."""
+    for cell in sorted({key[:3] for key in groups}):
+        keys = [key for key in groups if key[:3] == cell]
+        settings = [groups[key][0]["settings"] for key in keys]
+        tuned = all(r["stage"] == "final" for key in keys for r in groups[key])
+        linked = [k for k in sorted(size_linked(settings)) if len({str(one.get(k)) for one in settings}) > 1
+                  and not (tuned and k == "trainer.lr")]
+        yield cell, keys, settings, linked
+
+
 def settings_of_sizes(groups: dict[tuple, list[dict]]) -> dict[tuple, dict[str, dict[str, str]]]:
     """Per (model, data) whose groups come at two or more training sizes: per size, the size-linked
     settings that differ between sizes, as {size: {setting: value}} (values joined by ' / ' where the
     methods differ at a size)."""
     found: dict = {}
-    for cell in sorted({key[:3] for key in groups}):
-        own = [runs for key, runs in groups.items() if key[:3] == cell]
-        settings = [runs[0]["settings"] for runs in own]
-        tuned = all(r["stage"] == "final" for runs in own for r in runs)  # a tuned lr is a result, not a setting
-        linked = [k for k in sorted(size_linked(settings)) if len({str(one.get(k)) for one in settings}) > 1
-                  and not (tuned and k == "trainer.lr")]
+    for cell, _, settings, linked in _size_linked_per_cell(groups):
         for one in settings:
             row = found.setdefault(cell[:2], {}).setdefault(str(one.get(SIZE_KEY)), {})
             for k in linked:
                 row.setdefault(k, set()).add(str(one.get(k)))
     return {cell: {size: {k: " / ".join(sorted(v)) for k, v in row.items()} for size, row in sizes.items()}
             for cell, sizes in found.items() if len(sizes) > 1 and any(sizes.values())}
+
+
+def size_settings(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
+    """Per group key, its size-linked settings as 'k=v, ...' ('' outside a learning curve): what the
+    group's name leaves to the size, for the csv files."""
+    return {key: ", ".join(f"{k}={one.get(k)}" for k in linked)
+            for _, keys, settings, linked in _size_linked_per_cell(groups) for key, one in zip(keys, settings)}
 
 
 def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
@@ -205,5 +218,13 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def natural_key(text: str) -> list:
-    """Sorts names with numbers in them by the numbers' values: max_train_samples=32 before =128."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", str(text)) if part]
+    """Sorts names of settings ('k=v, k=v') by each value as a number where it is one
+    (max_train_samples=32 before =128, lr 0.05 before 0.1), else by its text."""
+    key = []
+    for item in str(text).split(", "):
+        name, _, value = item.partition("=")
+        try:
+            key.append((name, 0, float(value), ""))
+        except ValueError:
+            key.append((name, 1, 0.0, value))
+    return key

@@ -153,13 +153,15 @@ def role_of(run: dict) -> str:
     return "search" if run["stage"] == "search" else "replicate"
 
 
-def run_rows(runs: list[dict], variants: dict[str, str], folder) -> list[dict]:
-    """runs.csv: one row per finished run, search runs and repeats included."""
+def run_rows(runs: list[dict], variants: dict[str, str], folder, size_settings: dict[str, str] | None = None) -> list[dict]:
+    """runs.csv: one row per finished run, search runs and repeats included; ``size_settings``: per
+    run folder, the settings its group's name leaves to the training size."""
     rows = []
     for run in sorted(runs, key=lambda r: r["run_dir"]):
         selection, stopped, timing = run.get("selection", {}), run.get("stopped", {}), run.get("timing", {})
         rows.append({"run": str(_relative(run["run_dir"], folder)), "model": run["model"], "data": run["data"],
-                     "method": run["method"], "variant": variants.get(run["run_dir"], ""), "seed": run["seed"],
+                     "method": run["method"], "variant": variants.get(run["run_dir"], ""),
+                     "size_settings": (size_settings or {}).get(run["run_dir"], ""), "seed": run["seed"],
                      "lr": learning_rate(run), "role": role_of(run),
                      "selected_on": selection.get("metric", "accuracy"), "best_heldout_score": best_heldout(run),
                      "best_heldout_step": selection.get("best_step"), "stop_reason": stopped.get("reason", "max_steps"),

@@ -103,6 +103,20 @@ def test_groups_at_each_size_are_named_by_the_size_alone_and_the_size_settings_a
         < accuracy.index("max_train_samples=512]")
     assert "| data.max_train_samples | data.max_heldout_samples | trainer.batch_size |" in text
     assert "| 512 | 500 | 32 |" in text and "| 32 | 32 | 8 |" in text
+    # the csv files keep what the names leave out
+    results = {r["variant"]: r["size_settings"] for r in csv.DictReader((tmp_path / "results.csv").open())}
+    assert results["data.max_train_samples=512"] == "data.max_heldout_samples=500, trainer.batch_size=32"
+    runs = {r["run"]: r["size_settings"] for r in csv.DictReader((tmp_path / "runs.csv").open())}
+    assert runs["prefix_n32_s1"] == "data.max_heldout_samples=32, trainer.batch_size=8"
+
+
+def test_names_sort_by_their_numbers():
+    from ltune.report.collect import natural_key
+
+    names = ["method.lr=0.1", "method.lr=0.05", "method.lr=9e-05", "method.lr=0.0001"]
+    assert sorted(names, key=natural_key) == ["method.lr=9e-05", "method.lr=0.0001", "method.lr=0.05", "method.lr=0.1"]
+    assert sorted(["n=128, z=states", "n=32, z=states", "n=32"], key=natural_key) == \
+        ["n=32", "n=32, z=states", "n=128, z=states"]
 
 
 def test_a_setting_that_varies_within_a_size_stays_in_the_names(tmp_path):

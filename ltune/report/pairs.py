@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from ltune.report.collect import default_of
+from ltune.report.collect import SIZE_KEY, default_of
 from ltune.report.stats import examples_level_test, over_runs_test, per_seed_correct, seed_power
 
 #: Each L-method and the vanilla method it is compared with.
@@ -60,9 +60,14 @@ def method_pairs(groups: dict[tuple, list[dict]], wanted: dict[str, str], kind: 
         candidates = [k for k in groups if k[:3] == (key[0], key[1], wanted[key[2]]) and keeps_method_defaults(k)]
         matching = [k for k in candidates if not outside_method(groups[key], groups[k])]
         pairs += [(key, k, kind) for k in matching]
-        if not matching:
+        size = groups[key][0]["settings"].get(SIZE_KEY)
+        same_size = [k for k in candidates if groups[k][0]["settings"].get(SIZE_KEY) == size]
+        if not matching and same_size:
             unpaired += [f"{key[0]} / {key[1]}: {group_name(key)} vs {group_name(k)} not paired; their runs differ in "
-                         + ", ".join(outside_method(groups[key], groups[k])) for k in candidates]
+                         + ", ".join(outside_method(groups[key], groups[k])) for k in same_size]
+        elif not matching and candidates:  # twins at other training sizes only: never a pair, one line
+            unpaired.append(f"{key[0]} / {key[1]}: {group_name(key)} has no {wanted[key[2]]} group at "
+                            f"{SIZE_KEY}={size} yet")
     return pairs, unpaired
 
 

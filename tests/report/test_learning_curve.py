@@ -130,3 +130,16 @@ def test_a_setting_that_varies_within_a_size_stays_in_the_names(tmp_path):
     assert names == {"data.max_train_samples=32", "data.max_train_samples=128",
                      "data.max_train_samples=32, method.z_input=states",
                      "data.max_train_samples=128, method.z_input=states"}
+
+
+def test_an_l_method_at_a_size_its_twin_lacks_is_one_line_not_a_list_of_other_sizes(tmp_path):
+    for size in (32, 128):
+        for seed in (1, 2):
+            sized_run(tmp_path, "l_prefix", size, seed, 0.6 + 0.01 * seed)
+            sized_run(tmp_path, "prefix", size, seed, 0.7 + 0.01 * seed)
+    sized_run(tmp_path, "l_prefix", 512, 1, 0.8)
+
+    text = report(tmp_path).read_text()
+
+    assert "l_prefix [data.max_train_samples=512] has no prefix group at data.max_train_samples=512 yet" in text
+    assert "vs prefix [data.max_train_samples=32] not paired" not in text

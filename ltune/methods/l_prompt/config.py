@@ -8,6 +8,7 @@ from ltune.methods.config import LabelTextConfig
 class LPromptInit(Choice):
     identity = "identity"  # the soft prompt starts as the label text's own states
     random = "random"  # PyTorch's default Linear initialisation
+    text = "text"  # G fitted so that each label's soft prompt is its label text's own word embeddings
 
 
 @dataclasses.dataclass

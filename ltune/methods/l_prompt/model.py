@@ -4,10 +4,18 @@ e(y_k) = G h_k (G: d x d, no bias) gives l prompt vectors, put in front of the t
 word embeddings from the frozen table; padded label positions are masked out. The
 2-way head on the pooled text output scores the pair (x, y_k).
 Trainable: d*d + 2d, as in the paper.
+
+G starts as the identity (the prompt is the label's own last states), random, or with
+method.init=text fitted so that each label's prompt is its label text's own word embeddings:
+the pair is then first read exactly as "label text, then text". A pre-norm decoder adds its
+input embeddings to the residual stream unnormalised, and its last states are an order of
+magnitude larger than its word embeddings (SmolLM2-135M: norms about 44 against 3), so the
+identity start feeds it inputs unlike any word; an encoder's embedding LayerNorm hides that.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ltune.backbone import Backbone
@@ -21,7 +29,19 @@ class LPrompt(LabelConditioned):
         self.prompt_map = nn.Linear(d, backbone.embedding_width, bias=False)  # G (d x d but in ELECTRA-small)
         if config.init == "identity":
             nn.init.eye_(self.prompt_map.weight)
+        elif config.init == "text":
+            self.fit_map_to_label_words()
         backbone.check_fits(self.label_length)
+
+    @torch.no_grad()
+    def fit_map_to_label_words(self) -> None:
+        """Set G to the minimum-norm least-squares solution of "G h = the word embedding of that
+        token" over every real label token (exact when those states are linearly independent; a
+        causal decoder's shared first words give equal states with equal targets, which agree)."""
+        real = self.label_mask
+        states = self.label_states[real].double()  # (real label tokens, d)
+        words = self.backbone.embed(self.label_ids)[real].double()  # (real label tokens, embedding width)
+        self.prompt_map.weight.copy_((torch.linalg.pinv(states) @ words).T)
 
     def pair_logits(self, batch, label_ids):
         prompts = self.prompt_map(self.current_label_states())  # (K, l, d)

@@ -98,10 +98,10 @@ reproduce-offline-lora:
 	$(BIN)/ltune report $(SWEEP)
 
 # SST-2 on SmolLM2-135M (issue 23; docs/offline_table_smollm2/PLAN.md): a pilot sizes the step budget
-# (scripts/pilot_budget.py), then the tuned sweep (10 unselected seeds), the arm of prefixes started from
-# real keys/values (text_init/, the plan's amendment) and their reports. Commit the
-# finished runs' small files under docs/offline_table_smollm2/ (after scripts/compact_runs.py, which
-# gzips their logs and predictions); the same command continues the sweep.
+# (scripts/pilot_budget.py), then the tuned sweep (10 unselected seeds), the arm started from real
+# words (text_init/: prefix, L-prefix and L-prompt with method.init=text; the plan's amendments) and
+# their reports. Commit the finished runs' small files under docs/offline_table_smollm2/ (after
+# scripts/compact_runs.py, which gzips their logs and predictions); the same command continues the sweep.
 SMOLLM2_DIR ?= docs/offline_table_smollm2
 # Its precision stays the experiment's (bf16), so the sweep continues on any machine as one config.
 JOBS_OVERRIDES = $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1)

@@ -117,7 +117,7 @@ reproduce-smollm2:
 	  $$($(BIN)/python scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot --override --no-write) $(JOBS_OVERRIDES) \
 	  hydra.sweep.dir=$(SMOLLM2_DIR)/text_init
 	$(BIN)/ltune report $(SMOLLM2_DIR)/runs
-	$(BIN)/ltune report $(SMOLLM2_DIR)/text_init
+	$(BIN)/ltune report $(SMOLLM2_DIR)/text_init with=$(SMOLLM2_DIR)/runs compare=l_prompt:prompt
 
 # Each L-method ablation of docs/findings.md as its own tuned sweep (RTE, SST-2; 3 seeds); the report
 # over the experiments folder pairs each with the paper-default runs of reproduce-offline.

@@ -283,6 +283,8 @@ def test_a_comparison_of_any_two_methods_on_request(tmp_path):
     (["compare=prefix:prefix"], "bad compare pair 'prefix:prefix'"),
     (["compare=lora:prefix"], "unknown method 'lora' in compare=; valid: "),
     (["compare=a:b", "compare=c:d"], "usage: ltune report"),
+    (["with="], "usage: ltune report"),
+    (["with=a", "with=b"], "usage: ltune report"),
 ])
 def test_a_bad_compare_request_is_one_line_before_any_run_is_read(tmp_path, args, message):
     from ltune.commands.report import report_command
@@ -362,3 +364,64 @@ def test_runs_from_before_a_setting_existed_join_the_runs_that_have_its_default(
         fake_run(tmp_path, "minilm", "sst2", "l_prefix", seed, 0.9, settings={"init": "text"}, name=f"text_s{seed}")
     groups = replicate_groups(collect(tmp_path)[0])
     assert sorted((key[3], len(runs)) for key, runs in groups.items()) == [("", 4), ("method.init=text", 2)]
+
+
+def test_twins_started_the_same_way_are_paired_and_differently_started_twins_are_not(tmp_path):
+    """Both with method.init=text: twins. An L-prefix started from text beside a prefix started random
+    is no twin pair, even when each is its method's only group (its name then lists no setting)."""
+    preds = [(i % 2, i % 2) for i in range(20)]
+    for seed in (1, 2, 3):
+        fake_run(tmp_path / "text", "smollm2", "sst2", "l_prefix", seed, 0.6, predictions=preds, settings={"init": "text"})
+        fake_run(tmp_path / "text", "smollm2", "sst2", "prefix", seed, 0.8, predictions=preds, settings={"init": "text"})
+        fake_run(tmp_path / "mixed", "smollm2", "sst2", "l_prefix", seed, 0.6, predictions=preds, settings={"init": "text"})
+        fake_run(tmp_path / "mixed", "smollm2", "sst2", "prefix", seed, 0.5, predictions=preds)
+    report(tmp_path / "text")
+    (row,) = paired_csv(tmp_path / "text")
+    assert (row["kind"], row["a"], row["b"]) == ("L-method vs vanilla twin", "l_prefix", "prefix")
+    report(tmp_path / "mixed")
+    assert not (tmp_path / "mixed" / "paired.csv").exists()
+
+
+def test_a_requested_comparison_takes_groups_that_depart_from_their_defaults(tmp_path):
+    preds = [(i % 2, i % 2) for i in range(20)]
+    for seed in (1, 2, 3):
+        fake_run(tmp_path, "smollm2", "sst2", "l_prompt", seed, 0.6, predictions=preds, settings={"init": "text"},
+                 name=f"l_prompt_text_{seed}")
+        fake_run(tmp_path, "smollm2", "sst2", "l_prompt", seed, 0.5, predictions=preds, name=f"l_prompt_{seed}")
+        fake_run(tmp_path, "smollm2", "sst2", "prompt", seed, 0.85, predictions=preds)
+    report(tmp_path, compare=[("l_prompt", "prompt")])
+    rows = {(r["kind"], r["a"], r["b"]) for r in paired_csv(tmp_path)}
+    assert ("L-method vs vanilla twin", "l_prompt", "prompt") in rows
+    assert ("requested", "l_prompt [method.init=text]", "prompt") in rows
+    assert ("L-method vs vanilla twin", "l_prompt [method.init=text]", "prompt") not in rows
+
+
+def test_a_report_with_the_runs_of_another_sweep(tmp_path):
+    """An arm run later (text/) tested against the table it belongs to (table/): the report is
+    written in the arm's folder, its runs.csv names the table's runs from there."""
+    from ltune.commands.report import report_command
+
+    preds = [(i % 2, i % 2) for i in range(20)]
+    for seed in (1, 2, 3):
+        fake_run(tmp_path / "text", "smollm2", "sst2", "l_prompt", seed, 0.6, predictions=preds, settings={"init": "text"})
+        fake_run(tmp_path / "table", "smollm2", "sst2", "prompt", seed, 0.85, predictions=preds)
+    report_command([str(tmp_path / "text"), f"with={tmp_path / 'table'}", "compare=l_prompt:prompt"])
+    (row,) = paired_csv(tmp_path / "text")
+    assert (row["kind"], row["a"], row["b"]) == ("requested", "l_prompt", "prompt")
+    assert float(row["delta"]) == pytest.approx(-0.25)
+    with (tmp_path / "text" / "runs.csv").open() as handle:
+        runs = sorted(r["run"] for r in csv.DictReader(handle))
+    assert runs[0].startswith("../table/smollm2_sst2_prompt_") and len(runs) == 6
+    assert "(with the runs of" in (tmp_path / "text" / "report.md").read_text()
+    assert not (tmp_path / "table" / "report.md").exists()
+
+
+@pytest.mark.parametrize("other", ["text", "text/inner", ".", "missing"])
+def test_folders_that_overlap_or_are_missing_are_one_line(tmp_path, other):
+    from ltune.commands.report import report_command
+
+    fake_run(tmp_path / "text" / "inner", "smollm2", "sst2", "prompt", 1, 0.85)
+    message = "is not a folder" if other == "missing" else "overlap, so their runs would count twice"
+    with pytest.raises(LtuneError, match=message):
+        report_command([str(tmp_path / "text"), f"with={tmp_path / other}"])
+    assert not (tmp_path / "text" / "report.md").exists()

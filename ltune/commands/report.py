@@ -1,7 +1,9 @@
-"""``ltune report FOLDER [compare=A:B,...]``: tables and plots from every run under FOLDER.
+"""``ltune report FOLDER [with=OTHER,...] [compare=A:B,...]``: tables and plots from every run under FOLDER.
 
-``compare`` asks for method pairs besides the L-method/twin pairs and ablations, e.g.
-``compare=peft_lora:prefix``: each pair is tested like the twins (over runs first)."""
+``with`` adds the runs of other sweeps' folders (the report is still written in FOLDER), e.g. an arm
+run later beside the table it is compared with. ``compare`` asks for method pairs besides the
+L-method/twin pairs and ablations, e.g. ``compare=peft_lora:prefix``: each pair is tested like the
+twins (over runs first), whatever each group departs from its method's defaults."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from pathlib import Path
 
 from ltune.errors import LtuneError
 
-USAGE = "usage: ltune report <sweep or outputs folder> [compare=A:B[,C:D...]] (A, B: method names)"
+USAGE = ("usage: ltune report <sweep or outputs folder> [with=FOLDER[,FOLDER...]] [compare=A:B[,C:D...]] "
+         "(A, B: method names)")
 
 
 def parse_compare(value: str) -> list[tuple[str, str]]:
@@ -29,12 +32,14 @@ def parse_compare(value: str) -> list[tuple[str, str]]:
 
 
 def report_command(args: list[str]) -> None:
-    folders = [a for a in args if not a.startswith("compare=")]
+    folders = [a for a in args if not a.startswith(("compare=", "with="))]
     compares = [a.removeprefix("compare=") for a in args if a.startswith("compare=")]
-    if len(folders) != 1 or len(compares) > 1:
+    withs = [a.removeprefix("with=") for a in args if a.startswith("with=")]
+    if len(folders) != 1 or len(compares) > 1 or len(withs) > 1 or (withs and not withs[0].strip(",")):
         raise LtuneError(USAGE)
     compare = parse_compare(compares[0]) if compares else []
+    others = [Path(item.strip()) for item in withs[0].split(",") if item.strip()] if withs else []
     from ltune.report import report
 
-    path = report(Path(folders[0]), compare=compare)
+    path = report(Path(folders[0]), compare=compare, others=others)
     print(f"ltune: wrote {path}, results.csv and plots beside it")

@@ -15,6 +15,7 @@ are not averaged unless the sweep reused one as a replicate (then the report fla
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -46,9 +47,10 @@ def reused_as_final(folder: Path, run: Path) -> bool:
     return False
 
 
-def sweeps_of(folder: Path, runs: list[dict]) -> list[tuple[str, list[dict]]]:
-    """(where, cells) of every tuning.json under ``folder``; a cell written before the sweeper
-    recorded its held-out size gets it from its search runs' metrics.json."""
+def sweeps_of(folder: Path, runs: list[dict], shown_from: Path | None = None) -> list[tuple[str, list[dict]]]:
+    """(where, cells) of every tuning.json under ``folder``, where relative to ``shown_from`` (the
+    report's folder; ``folder`` itself by default); a cell written before the sweeper recorded its
+    held-out size gets it from its search runs' metrics.json."""
     sweeps = []
     for path in sorted(folder.rglob("tuning.json")):
         try:
@@ -60,8 +62,8 @@ def sweeps_of(folder: Path, runs: list[dict]) -> list[tuple[str, list[dict]]]:
                 prefix = str(path.parent / "search" / f"{cell['name']}_lr")
                 sizes = [r["sizes"]["heldout"] for r in runs if r["run_dir"].startswith(prefix) and "sizes" in r]
                 cell["heldout_size"] = min(sizes) if sizes else None
-        where = str(path.parent.relative_to(folder)) if path.parent != folder else ""
-        sweeps.append((where, cells))
+        shown = Path(os.path.relpath(path.parent, shown_from or folder))
+        sweeps.append(("" if shown == Path(".") else str(shown), cells))
     return sweeps
 
 
@@ -71,16 +73,31 @@ def machines(runs: list[dict]) -> list[str]:
     return [f"{name} ({n} runs)" for name, n in sorted(counts.items())]
 
 
-def report(folder: Path, compare=()) -> Path:
-    """Write the report of every run under ``folder``; ``compare``: (method A, method B) pairs to
-    test besides the L-methods' twins and the ablations."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise LtuneError(f"{folder} is not a folder; give a sweep folder or outputs/")
-    finished, problems = collect(folder)
-    for run in finished:  # a search run a tuning sweep reused as a replicate is a final run
-        if run["stage"] == "search" and reused_as_final(folder, Path(run["run_dir"])):
-            run["stage"], run["reused"] = "final", True
+def check_folders(folder: Path, others=()) -> None:
+    """One line for a folder that is missing, or for folders that would read some runs twice."""
+    for path in (folder, *others):
+        if not path.is_dir():
+            raise LtuneError(f"{path} is not a folder; give a sweep folder or outputs/")
+    roots = [path.resolve() for path in (folder, *others)]
+    for i, a in enumerate(roots):
+        for b in roots[i + 1:]:
+            if a == b or a in b.parents or b in a.parents:
+                raise LtuneError(f"{a} and {b} overlap, so their runs would count twice; give folders side by side")
+
+
+def report(folder: Path, compare=(), others=()) -> Path:
+    """Write the report of every run under ``folder`` and under each of ``others`` (other sweeps'
+    folders, read as if their runs were here; the report is written in ``folder``); ``compare``:
+    (method A, method B) pairs to test besides the L-methods' twins and the ablations."""
+    folder, others = Path(folder), [Path(other) for other in others]
+    check_folders(folder, others)
+    finished, problems = [], []
+    for root in (folder, *others):
+        runs, broken = collect(root)
+        for run in runs:  # a search run a tuning sweep reused as a replicate is a final run
+            if run["stage"] == "search" and reused_as_final(root, Path(run["run_dir"])):
+                run["stage"], run["reused"] = "final", True
+        finished, problems = finished + runs, problems + broken
     searched = [r for r in finished if r["stage"] == "search"]
     finished = [r for r in finished if r["stage"] != "search"]
     if not finished:
@@ -106,7 +123,9 @@ def report(folder: Path, compare=()) -> Path:
     if paired:
         write_text(folder / "paired.csv", csv_text(paired))
     plots = plot(groups, paired, folder)
-    write_text(folder / "report.md", markdown(folder, rows, paired, plots, problems + repeats, len(finished),
-                                              len(searched), unpaired, machines(finished + searched),
-                                              sweeps_of(folder, finished + searched), settings_of_sizes(groups)))
+    sweeps = [sweep for root in (folder, *others) for sweep in sweeps_of(root, finished + searched, folder)]
+    title = str(folder) + (f" (with the runs of {', '.join(map(str, others))})" if others else "")
+    write_text(folder / "report.md", markdown(title, rows, paired, plots, problems + repeats, len(finished),
+                                              len(searched), unpaired, machines(finished + searched), sweeps,
+                                              settings_of_sizes(groups)))
     return folder / "report.md"

@@ -1,17 +1,18 @@
 """Which replicate groups the report compares, and each comparison's figures (from stats.py).
 
 - Each L-method against its vanilla twin (l_prefix vs prefix, l_prompt vs prompt) in the same model
-  and data, where both sides keep their method's paper settings and share every other setting (the
-  learning rate aside: each method has its own). Twins that differ elsewhere are listed, unpaired,
-  with the settings that differ.
+  and data, where both sides depart from their method's paper settings in the same way (not at all,
+  or both with method.init=text) and share every other setting (the learning rate aside: each method
+  has its own). Twins that differ elsewhere are listed, unpaired, with the settings that differ.
 - Within one model, data and method, two groups that differ in exactly one setting (an ablation, or
   a speed setting): A is the changed setting, B has the schema's default.
-- Any method against another on request (``compare``), by the twins' rule.
+- Any method against another on request (``compare``): every group of A against every group of B
+  that shares the settings outside the method, whatever each departs from its method's defaults.
 """
 
 from __future__ import annotations
 
-from ltune.report.collect import SIZE_KEY, default_of
+from ltune.report.collect import SIZE_KEY, default_of, is_default_value
 from ltune.report.stats import examples_level_test, over_runs_test, per_seed_correct, seed_power
 
 #: Each L-method and the vanilla method it is compared with.
@@ -42,22 +43,34 @@ def outside_method(a: list[dict], b: list[dict]) -> list[str]:
                   if not k.startswith("method.") and k != "trainer.lr" and sa.get(k) != sb.get(k))
 
 
-def keeps_method_defaults(key: tuple) -> bool:
-    """Whether a group's name departs from its method's schema defaults in no ``method.`` setting
-    (the learning rate aside): the method as the paper specifies it."""
-    names = [part.split("=", 1)[0] for part in key[3].split(", ")] if key[3] else []
-    return not any(n.startswith("method.") and n != "method.lr" for n in names)
+#: Method settings that never keep two groups from being twins: a tuned rate is a result, and a
+#: grid is each method's own.
+OWN_PER_METHOD = ("method.name", "method.lr", "method.lr_search")
 
 
-def method_pairs(groups: dict[tuple, list[dict]], wanted: dict[str, str], kind: str) -> tuple[list, list[str]]:
+def method_departures(runs: list[dict]) -> dict[str, str]:
+    """The ``method.`` settings in which a group departs from its method's schema defaults (the
+    learning rate and its grid aside), from the runs' own settings, not from the group's name (a
+    name lists only the settings in which a cell's groups differ)."""
+    method = runs[0]["method"]
+    return {k: str(v) for k, v in runs[0]["settings"].items()
+            if k.startswith("method.") and k not in OWN_PER_METHOD and not is_default_value(v, k, method)}
+
+
+def method_pairs(groups: dict[tuple, list[dict]], wanted: dict[str, str], kind: str,
+                 same_departures: bool = True) -> tuple[list, list[str]]:
     """((A, B, kind) for each group of a method in ``wanted`` and each group of ``wanted[method]`` in
-    the same model and data that share every setting outside the method, both with their method's
-    defaults; lines naming the differing settings of candidates that share fewer)."""
+    the same model and data that share every setting outside the method; with ``same_departures``
+    (twins) only where both depart from their methods' defaults in the same way (both as the paper
+    specifies them, or both with method.init=text), else any two groups (a requested comparison).
+    Also lines naming the differing settings of candidates that share fewer."""
     pairs, unpaired = [], []
     for key in groups:
-        if key[2] not in wanted or not keeps_method_defaults(key):
+        if key[2] not in wanted:
             continue
-        candidates = [k for k in groups if k[:3] == (key[0], key[1], wanted[key[2]]) and keeps_method_defaults(k)]
+        departures = method_departures(groups[key])
+        candidates = [k for k in groups if k[:3] == (key[0], key[1], wanted[key[2]])
+                      and (not same_departures or method_departures(groups[k]) == departures)]
         matching = [k for k in candidates if not outside_method(groups[key], groups[k])]
         pairs += [(key, k, kind) for k in matching]
         size = groups[key][0]["settings"].get(SIZE_KEY)
@@ -93,7 +106,7 @@ def comparisons(groups: dict[tuple, list[dict]], compare=()) -> tuple[list, list
     ``compare``: (method A, method B) pairs asked for besides the twins."""
     pairs, unpaired = method_pairs(groups, TWINS, TWIN_KIND)
     for method_a, method_b in compare:
-        requested, not_requested = method_pairs(groups, {method_a: method_b}, REQUESTED_KIND)
+        requested, not_requested = method_pairs(groups, {method_a: method_b}, REQUESTED_KIND, same_departures=False)
         pairs += [p for p in requested if p[:2] not in {q[:2] for q in pairs}]
         unpaired += not_requested
     return pairs + one_setting_pairs(groups), unpaired

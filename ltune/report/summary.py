@@ -177,9 +177,11 @@ def run_rows(runs: list[dict], variants: dict[str, str], folder, size_settings: 
 
 
 def _relative(path: str, folder):
+    """A run's folder as seen from the report's folder (``../runs/...`` for another sweep's run)."""
+    import os
     from pathlib import Path
 
     try:
         return Path(path).relative_to(folder)
     except ValueError:
-        return Path(path)
+        return Path(os.path.relpath(path, folder))

@@ -98,6 +98,8 @@ def build_components(cfg: DictConfig, runtime: Runtime) -> Components:
     # Loading (or reusing) the backbone may draw random numbers: the method starts from the seed alone.
     seed_everything(cfg.seed)
     method = place(build_method(cfg.method, backbone, task.label_texts), runtime.device)
+    for line in method.start_warnings() if runtime.main else []:
+        print(line, flush=True)
     if method.modifies_backbone or cfg.trainer.compile:
         forget(backbone)  # the next run in this process loads a fresh one
     if cfg.trainer.compile:

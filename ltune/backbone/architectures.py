@@ -66,12 +66,16 @@ class Architecture:
     window_masks: str | None = None
     #: prefix_entry "attention": the class of the modules whose forward calls the attention function.
     attention_module: str | None = None
+    #: Whether the model normalises its input embeddings before the first layer (an embedding
+    #: LayerNorm: BERT-like encoders, BLOOM), so that the scale of a soft prompt put there does not
+    #: reach the layers; a pre-norm decoder adds its input embeddings to the residual stream as given.
+    embeddings_normalised: bool = False
 
     def position_kind(self, config) -> str:
         return self.positions(config) if callable(self.positions) else self.positions
 
 
-_ENCODER = dict(decoder=False, prefix_entry="cache", lora_targets=("query", "value"))
+_ENCODER = dict(decoder=False, prefix_entry="cache", lora_targets=("query", "value"), embeddings_normalised=True)
 _DECODER = dict(decoder=True, prefix_entry="cache")
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -83,13 +87,13 @@ ARCHITECTURES: dict[str, Architecture] = {
         **_ENCODER, first_position=lambda c: c.pad_token_id + 1, position_limit=_table_after_padding_index
     ),
     "deberta-v2": Architecture(decoder=False, prefix_entry="deberta", positions="relative",
-                               lora_targets=("query_proj", "value_proj")),
+                               lora_targets=("query_proj", "value_proj"), embeddings_normalised=True),
     "falcon": Architecture(
         **_DECODER, positions=lambda c: "mask" if c.alibi else "ids", kv_heads=_kv_heads_falcon,
         position_limit=lambda c: None if c.alibi else _table_size(c), lora_targets=("query_key_value",),
     ),
     "bloom": Architecture(**_DECODER, positions="mask", position_limit=lambda c: None,
-                          lora_targets=("query_key_value",)),
+                          lora_targets=("query_key_value",), embeddings_normalised=True),  # word_embeddings_layernorm
     "llama": Architecture(**_DECODER),  # Llama 1-3.x (rope scaling lives in the rotary embedding), SmolLM2
     "mistral": Architecture(**_DECODER, window_masks="all_layers"),
     "mixtral": Architecture(**_DECODER, window_masks="all_layers"),  # sparse experts: the MLP only
@@ -105,10 +109,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gpt_neox": Architecture(**_DECODER, lora_targets=("query_key_value",)),
     "electra": Architecture(**_ENCODER),
     "distilbert": Architecture(decoder=False, prefix_entry="attention", attention_module="DistilBertSelfAttention",
-                               lora_targets=("q_lin", "v_lin")),
+                               lora_targets=("q_lin", "v_lin"), embeddings_normalised=True),
     # Local (sliding-window) and global layers, rotary positions, a fused Wqkv: no cache path.
     "modernbert": Architecture(decoder=False, prefix_entry="attention", attention_module="ModernBertAttention",
-                               lora_targets=("Wqkv",)),
+                               lora_targets=("Wqkv",), embeddings_normalised=True),
 }
 
 

@@ -54,6 +54,10 @@ class TuningMethod(nn.Module, metaclass=abc.ABCMeta):
     def paper_trainable_params(self) -> int:
         """The trainable-parameter count the paper's formula gives for this configuration."""
 
+    def start_warnings(self) -> list[str]:
+        """Lines on what this start is known to do badly on this model, printed when training starts."""
+        return []
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changed: the method's maps and head, never the backbone."""
         return {name: p.detach().cpu().contiguous() for name, p in self.named_parameters() if p.requires_grad}

@@ -39,3 +39,28 @@ def test_text_start_still_trains():
     backbone = tiny_backbone("llama")
     method = METHODS["l_prompt"].model(backbone, method_cfg("l_prompt", init="text"), LABEL_TEXTS)
     assert method.prompt_map.weight.requires_grad and method.prompt_map.weight.abs().sum() > 0
+
+
+def start_warnings(family: str, init: str) -> list[str]:
+    backbone = tiny_backbone(family)
+    return METHODS["l_prompt"].model(backbone, method_cfg("l_prompt", init=init), LABEL_TEXTS).start_warnings()
+
+
+def test_an_identity_start_far_from_the_word_embeddings_scale_is_flagged_on_a_decoder():
+    (line,) = start_warnings("llama", "identity")
+    assert line.startswith("ltune: warning: L-prompt's identity start") and "method.init=text" in line
+
+
+@pytest.mark.parametrize("family, init", [("llama", "text"), ("bert", "identity"), ("bloom", "identity")])
+def test_no_warning_from_the_text_start_or_on_models_that_normalise_their_embeddings(family, init):
+    assert start_warnings(family, init) == []
+
+
+def test_the_flag_compares_the_measured_norms():
+    backbone = tiny_backbone("llama")
+    method = METHODS["l_prompt"].model(backbone, method_cfg("l_prompt"), LABEL_TEXTS)
+    prompt, words = method.prompt_and_word_norms()
+    assert prompt > 3 * words  # a tiny random Llama's last states (RMS-normed) dwarf its 0.02-std embeddings
+    with torch.no_grad():
+        method.prompt_map.weight.mul_(words / prompt)  # scaled to the embeddings: nothing to flag
+    assert method.start_warnings() == []

@@ -21,6 +21,10 @@ from torch import nn
 from ltune.backbone import Backbone
 from ltune.methods.base import LabelConditioned
 
+#: An identity start whose prompt vectors are this many times larger (or smaller) than the word
+#: embeddings they stand in for is flagged on models that do not normalise their input embeddings.
+SCALE_MISMATCH = 3.0
+
 
 class LPrompt(LabelConditioned):
     def __init__(self, backbone: Backbone, config, label_texts):
@@ -42,6 +46,26 @@ class LPrompt(LabelConditioned):
         states = self.label_states[real].double()  # (real label tokens, d)
         words = self.backbone.embed(self.label_ids)[real].double()  # (real label tokens, embedding width)
         self.prompt_map.weight.copy_((torch.linalg.pinv(states) @ words).T)
+
+    def prompt_and_word_norms(self) -> tuple[float, float]:
+        """Mean norms of the label prompts' vectors and of the label tokens' word embeddings (real tokens)."""
+        with torch.no_grad():
+            real = self.label_mask
+            prompts = self.prompt_map(self.label_states)[real]
+            words = self.backbone.embed(self.label_ids)[real].float()
+        return float(prompts.norm(dim=-1).mean()), float(words.norm(dim=-1).mean())
+
+    def start_warnings(self) -> list[str]:
+        if self.config.init != "identity" or self.backbone.arch.embeddings_normalised:
+            return []
+        prompt, words = self.prompt_and_word_norms()
+        if 1 / SCALE_MISMATCH <= prompt / words <= SCALE_MISMATCH:
+            return []
+        return [f"ltune: warning: L-prompt's identity start puts the label texts' last states (mean norm {prompt:.1f}) "
+                f"where word embeddings (mean norm {words:.1f}) go, and this model adds its input embeddings to its "
+                f"layers unnormalised, so the frozen model first reads the pairs unlike any text; method.init=text "
+                f"starts each label's prompt as its label text's own word embeddings "
+                f"(docs/offline_table_smollm2/PLAN.md)"]
 
     def pair_logits(self, batch, label_ids):
         prompts = self.prompt_map(self.current_label_states())  # (K, l, d)

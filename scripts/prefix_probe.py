@@ -16,7 +16,9 @@ L-BFGS) on the train vectors; prints and writes the probe's held-out accuracy pe
 With --l-prefix, two more rows for L-prefix started from its label texts (method=l_prefix
 method.init=text): "label 1" pools each text under label 1's prefix, "label difference" probes the
 difference of the pooled vectors under labels 1 and 0, which is all that L-prefix's 2-way head can
-use for its argmax (the two scores differ by the head applied to that difference).
+use for its argmax (the two scores differ by the head applied to that difference); "pair agreement"
+probes single pooled vectors (text, label k) for whether k is the text's label, which is what the
+paper's pair objective (binary cross-entropy on (text, label) pairs) asks a linear head to read.
 
 With --l-prompt, the same two rows for L-prompt's label prompts under its identity start (the
 label's last states in front) and its text start (method.init=text: the label's word embeddings),
@@ -109,12 +111,14 @@ def label_rows(backbone, label_texts, train, heldout, name: str, init: str) -> t
             return pooled(backbone, texts, prefixes[:, :, k:k + 1], mask)
         return pooled(backbone, texts, None, mask, prompt=prompts[k:k + 1])
 
-    train_y, test_y = [e.label for e in train], [e.label for e in heldout]
-    train_1, test_1 = under(train, 1), under(heldout, 1)
+    train_y, test_y = np.array([e.label for e in train]), np.array([e.label for e in heldout])
+    train_0, train_1, test_0, test_1 = under(train, 0), under(train, 1), under(heldout, 0), under(heldout, 1)
+    # The paper's pair objective asks one pooled vector (text, label k) whether k is the text's label.
+    agreement = probe_accuracy(np.vstack([train_0, train_1]), np.concatenate([train_y == 0, train_y == 1]).astype(int),
+                               np.vstack([test_0, test_1]), np.concatenate([test_y == 0, test_y == 1]).astype(int))
     return {f"{name} {init}: label 1": probe_accuracy(train_1, train_y, test_1, test_y),
-            f"{name} {init}: label difference": probe_accuracy(train_1 - under(train, 0), train_y,
-                                                              test_1 - under(heldout, 0), test_y)}, method.label_length, \
-        norms if name == "l_prompt" else {}
+            f"{name} {init}: label difference": probe_accuracy(train_1 - train_0, train_y, test_1 - test_0, test_y),
+            f"{name} {init}: pair agreement": agreement}, method.label_length, norms if name == "l_prompt" else {}
 
 
 def starts(backbone, method_cfg, label_texts) -> dict[str, torch.Tensor | None]:

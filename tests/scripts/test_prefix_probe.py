@@ -42,7 +42,7 @@ def test_label_rows_probe_the_label_difference(name, init):
     examples = [SimpleNamespace(texts=[t], label=i % 2) for i, t in enumerate(texts)]
     accuracies, length, norms = label_rows(backbone, ["it is negative", "it is positive"], examples[:16],
                                            examples[16:], name, init)
-    assert set(accuracies) == {f"{name} {init}: label 1", f"{name} {init}: label difference"}
+    assert set(accuracies) == {f"{name} {init}: {row}" for row in ("label 1", "label difference", "pair agreement")}
     assert all(0.0 <= a <= 1.0 for a in accuracies.values()) and length == 3
     if name == "l_prompt" and init == "text":  # the prompt is the label's word embeddings
         assert norms["prompt_norm"] == pytest.approx(norms["word_norm"], rel=1e-3)

@@ -104,7 +104,7 @@ CASES = [
     ("unknown dtype", lambda t, r: ["train", "model.dtype=float8"], "expected one of [float32, bfloat16, float16]"),
     ("zero virtual tokens", lambda t, r: ["train", "method=prefix", "method.num_virtual_tokens=0"],
      "method.num_virtual_tokens must be a positive integer, got 0"),
-    ("unknown init", lambda t, r: ["train", "method=l_prompt", "method.init=sideways"], "expected one of [identity, random]"),
+    ("unknown init", lambda t, r: ["train", "method=l_prompt", "method.init=sideways"], "expected one of [identity, random, text]"),
     ("empty lr search", lambda t, r: ["train", "method.lr_search=[]"], "method.lr_search needs at least one"),
     ("unknown metric", lambda t, r: ["train", "data.metrics=[accuracy,bleu]"], "unknown data.metrics ['bleu']"),
     ("binary F1 on four labels", lambda t, r: ["train", "data.metrics=[accuracy,f1]"],

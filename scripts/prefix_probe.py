@@ -101,9 +101,7 @@ def label_rows(backbone, label_texts, train, heldout, name: str, init: str) -> t
             prefixes = method.label_prefixes()
         else:
             prompts = method.prompt_map(method.label_states)
-            real = method.label_mask
-            norms = {"prompt_norm": round(float(prompts[real].norm(dim=-1).mean()), 3),
-                     "word_norm": round(float(backbone.embed(method.label_ids)[real].float().norm(dim=-1).mean()), 3)}
+            norms = dict(zip(("prompt_norm", "word_norm"), (round(n, 3) for n in method.prompt_and_word_norms())))
 
     def under(examples, k):
         texts, mask = [e.texts[0] for e in examples], method.label_mask[k:k + 1]

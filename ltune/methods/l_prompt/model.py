@@ -9,8 +9,9 @@ G starts as the identity (the prompt is the label's own last states), random, or
 method.init=text fitted so that each label's prompt is its label text's own word embeddings:
 the pair is then first read exactly as "label text, then text". A pre-norm decoder adds its
 input embeddings to the residual stream unnormalised, and its last states are an order of
-magnitude larger than its word embeddings (SmolLM2-135M: norms about 44 against 3), so the
-identity start feeds it inputs unlike any word; an encoder's embedding LayerNorm hides that.
+magnitude larger than its word embeddings (SmolLM2-135M, label tokens: mean norms 43.9 against
+2.6), so the identity start feeds it inputs unlike any word; an encoder's embedding LayerNorm
+hides that.
 """
 
 from __future__ import annotations

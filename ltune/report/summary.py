@@ -181,7 +181,4 @@ def _relative(path: str, folder):
     import os
     from pathlib import Path
 
-    try:
-        return Path(path).relative_to(folder)
-    except ValueError:
-        return Path(os.path.relpath(path, folder))
+    return Path(os.path.relpath(path, folder))

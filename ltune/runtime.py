@@ -116,11 +116,13 @@ def place(method, device: torch.device):
 
 
 def build_optimizer(params: list, lr: float, weight_decay: float, fused="auto") -> torch.optim.AdamW:
-    """AdamW over the trainable parameters. ``fused``: True uses torch's single-kernel AdamW (CUDA
+    """AdamW over the trainable parameters (tensors, or groups: dicts with "params" and their own
+    "lr"). ``fused``: True uses torch's single-kernel AdamW (CUDA
     and CPU), False torch's default (multi-tensor on CUDA, a loop over parameters on CPU), "auto"
     the fused kernel when the parameters are on CUDA and the default elsewhere."""
     if fused == "auto":
-        fused = all(p.is_cuda for p in params)
+        tensors = [p for group in params for p in group["params"]] if params and isinstance(params[0], dict) else params
+        fused = all(p.is_cuda for p in tensors)
     if fused:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)

@@ -164,10 +164,11 @@ class Optimisation:
 
 
 def build_optimisation(cfg: DictConfig, method: TuningMethod, loaders: Loaders) -> Optimisation:
-    """AdamW over the method's maps and head only, with linear warm-up and decay."""
-    params = [p for p in method.parameters() if p.requires_grad]
+    """AdamW over the method's maps and head only (in the method's groups), with linear warm-up and decay."""
+    groups = method.optimizer_groups(float(cfg.trainer.lr))
+    params = [p for group in groups for p in group["params"]]
     total_steps = cfg.trainer.epochs * len(loaders.train) if cfg.trainer.epochs else cfg.trainer.max_steps
-    optimizer = build_optimizer(params, float(cfg.trainer.lr), cfg.trainer.weight_decay,
+    optimizer = build_optimizer(groups, float(cfg.trainer.lr), cfg.trainer.weight_decay,
                                 cfg.trainer.get("fused_optimizer", "auto"))
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.trainer.warmup_ratio * total_steps),
                                                 total_steps)

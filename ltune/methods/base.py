@@ -58,6 +58,10 @@ class TuningMethod(nn.Module, metaclass=abc.ABCMeta):
         """Lines on what this start is known to do badly on this model, printed when training starts."""
         return []
 
+    def optimizer_groups(self, lr: float) -> list[dict]:
+        """The trainable parameters as optimizer groups, each with its learning rate."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changed: the method's maps and head, never the backbone."""
         return {name: p.detach().cpu().contiguous() for name, p in self.named_parameters() if p.requires_grad}
@@ -124,6 +128,15 @@ class LabelConditioned(TuningMethod):
     @abc.abstractmethod
     def pair_logits(self, batch: dict[str, torch.Tensor], label_ids: torch.Tensor) -> torch.Tensor:
         """Logit that label ``label_ids[i]`` is right for text i, shape (batch,)."""
+
+    def optimizer_groups(self, lr: float) -> list[dict]:
+        """The label maps at ``lr * config.map_lr_scale``, the head at ``lr`` (one group when equal)."""
+        scale = self.config.map_lr_scale
+        if scale == 1:
+            return super().optimizer_groups(lr)
+        head = [p for p in self.head.parameters() if p.requires_grad]
+        maps = [p for p in self.parameters() if p.requires_grad and all(p is not h for h in head)]
+        return [{"params": maps, "lr": lr * scale}, {"params": head, "lr": lr}]
 
     def _head_logit(self, pooled: torch.Tensor) -> torch.Tensor:
         two = self.head(pooled)

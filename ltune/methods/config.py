@@ -48,7 +48,13 @@ class LabelTextConfig(MethodConfig):
     reencode_labels: bool = False
     #: Ablation: a bias in the 2-way head (the paper's count, 2d, has none).
     head_bias: bool = False
+    #: The label maps (L-prefix's pooling w and Z, L-prompt's G) train at method.lr times this, the
+    #: head at method.lr. 1: one rate for all (the paper names none); 0: the maps stay at their start.
+    #: Adam moves each entry of a map by about the rate per step whatever the scale of its inputs,
+    #: so a map reading a decoder's large label states moves its output far faster than the head's.
+    map_lr_scale: float = 1.0
 
     def __post_init__(self):
         super().__post_init__()
         positive_int("method.label_length", self.label_length, allow_none=True)
+        require(self.map_lr_scale >= 0, f"method.map_lr_scale must be 0 or more, got {self.map_lr_scale}")

@@ -1,0 +1,116 @@
+"""How far did training move an L-method's label prompts or prefixes from their start?
+
+    python scripts/label_map_drift.py RUN_DIR [RUN_DIR ...] [--out CSV]
+
+For each finished L-prompt or L-prefix run with its selected parameters (trainable.safetensors, kept
+in the run folder, never committed) and a deterministic start (L-prompt identity or text, L-prefix
+text), rebuilds the method at its start from the run's config.yaml, loads the trained maps and
+compares what the maps produce for the run's label texts:
+
+- L-prompt: the label prompt vectors G h (real label positions), with the mean norm of the label
+  tokens' word embeddings they stand in for (`word_norm`);
+- L-prefix: the label prefixes' keys/values (every layer, real label positions).
+
+`start_norm` and `norm` are mean vector norms at the start and after training, `moved` the mean
+norm of the change, `map_change` the relative change of the map's weights, ||W - W0|| / ||W0||.
+Adam moves each weight by about its learning rate per step whatever the scale of the map's input,
+so a map that reads large hidden states moves its output fast: this shows how fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+try:
+    import ltune  # noqa: F401
+except ImportError:  # run from a checkout without ltune installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DETERMINISTIC_STARTS = {"l_prompt": ("identity", "text"), "l_prefix": ("text",)}
+
+
+def outputs(method) -> torch.Tensor:
+    """What the maps produce, one row per real label position (and layer, key/value, head for L-prefix)."""
+    real = method.label_mask
+    if method.config.name == "l_prompt":
+        return method.prompt_map(method.label_states)[real]
+    kv = method.label_prefixes()  # (layers, 2, K, kv heads, l, head dim)
+    return kv.permute(0, 1, 3, 2, 4, 5)[:, :, :, real].reshape(-1, kv.shape[-1])
+
+
+def map_weights(method) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for n, p in method.named_parameters()
+                      if p.requires_grad and not n.startswith("head.")])
+
+
+@torch.no_grad()
+def drift_row(run: Path, backbones: dict) -> dict | None:
+    from omegaconf import OmegaConf
+    from safetensors.torch import load_file
+
+    from ltune.backbone import load_backbone
+    from ltune.data.label_texts import label_texts_of
+    from ltune.methods import build_method, method_config
+
+    cfg = OmegaConf.load(run / "config.yaml")
+    name, init = str(cfg.method.name), str(cfg.method.get("init", ""))
+    if init not in DETERMINISTIC_STARTS.get(name, ()) or not (run / "trainable.safetensors").exists():
+        print(f"ltune: skipped {run}: not an L-method run with a deterministic start and its trained maps",
+              file=sys.stderr)
+        return None
+    key = OmegaConf.to_yaml(cfg.model)
+    if key not in backbones:
+        backbones[key] = load_backbone(cfg.model, "cpu")
+        backbones[key].model.eval()
+    backbone = backbones[key]
+    method = build_method(method_config(OmegaConf.to_container(cfg.method, resolve=True)), backbone,
+                          label_texts_of(cfg.data, backbone.tokenizer)).eval()
+    start, start_weights = outputs(method).float(), map_weights(method)
+    method.load_trainable_state_dict(load_file(run / "trainable.safetensors"))
+    now = outputs(method).float()
+    metrics = json.loads((run / "metrics.json").read_text())
+    row = {"run": run.name, "method": name, "init": init, "lr": float(cfg.trainer.lr),
+           "map_lr_scale": float(cfg.method.get("map_lr_scale", 1.0)), "seed": int(cfg.seed),
+           "best_step": metrics["selection"]["best_step"], "heldout_accuracy": metrics["selection"]["score"],
+           "dev_accuracy": metrics["dev"]["accuracy"],
+           "map_change": round(float((map_weights(method) - start_weights).norm() / start_weights.norm()), 4),
+           "start_norm": round(float(start.norm(dim=-1).mean()), 3), "norm": round(float(now.norm(dim=-1).mean()), 3),
+           "moved": round(float((now - start).norm(dim=-1).mean()), 3), "word_norm": ""}
+    if name == "l_prompt":
+        row["word_norm"] = round(method.prompt_and_word_norms()[1], 3)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    missing = [str(r) for r in args.runs if not (r / "metrics.json").exists() or not (r / "config.yaml").exists()]
+    if missing:
+        print(f"ltune: not finished run folders: {', '.join(missing)}; give folders with metrics.json and config.yaml",
+              file=sys.stderr)
+        return 2
+    backbones: dict = {}
+    rows = [row for run in args.runs if (row := drift_row(run, backbones))]
+    for row in rows:
+        print(f"{row['run']}: held-out {row['heldout_accuracy']:.3f} (step {row['best_step']}), map change "
+              f"{row['map_change']:.3f}, output norm {row['start_norm']:.2f} -> {row['norm']:.2f}, moved {row['moved']:.2f}"
+              + (f" (word embeddings {row['word_norm']:.2f})" if row["word_norm"] != "" else ""))
+    if args.out and rows:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

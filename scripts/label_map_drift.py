@@ -12,7 +12,9 @@ compares what the maps produce for the run's label texts:
 - L-prefix: the label prefixes' keys/values (every layer, real label positions).
 
 `start_norm` and `norm` are mean vector norms at the start and after training, `moved` the mean
-norm of the change, `map_change` the relative change of the map's weights, ||W - W0|| / ||W0||.
+norm of the change, `map_change` the relative change of L-prompt's G, ||G - G0|| / ||G0|| (L-prefix's
+text start fits Z to a random pooling vector w, so its start weights are not rebuilt; its label
+prefixes at the start are the label texts' own keys/values whatever w was, so the other columns hold).
 Adam moves each weight by about its learning rate per step whatever the scale of the map's input,
 so a map that reads large hidden states moves its output fast: this shows how fast.
 """
@@ -44,11 +46,6 @@ def outputs(method) -> torch.Tensor:
     return kv.permute(0, 1, 3, 2, 4, 5)[:, :, :, real].reshape(-1, kv.shape[-1])
 
 
-def map_weights(method) -> torch.Tensor:
-    return torch.cat([p.detach().flatten() for n, p in method.named_parameters()
-                      if p.requires_grad and not n.startswith("head.")])
-
-
 @torch.no_grad()
 def drift_row(run: Path, backbones: dict) -> dict | None:
     from omegaconf import OmegaConf
@@ -71,20 +68,26 @@ def drift_row(run: Path, backbones: dict) -> dict | None:
     backbone = backbones[key]
     method = build_method(method_config(OmegaConf.to_container(cfg.method, resolve=True)), backbone,
                           label_texts_of(cfg.data, backbone.tokenizer)).eval()
-    start, start_weights = outputs(method).float(), map_weights(method)
-    method.load_trainable_state_dict(load_file(run / "trainable.safetensors"))
-    now = outputs(method).float()
     metrics = json.loads((run / "metrics.json").read_text())
     row = {"run": run.name, "method": name, "init": init, "lr": float(cfg.trainer.lr),
            "map_lr_scale": float(cfg.method.get("map_lr_scale", 1.0)), "seed": int(cfg.seed),
            "best_step": metrics["selection"]["best_step"], "heldout_accuracy": metrics["selection"]["score"],
-           "dev_accuracy": metrics["dev"]["accuracy"],
-           "map_change": round(float((map_weights(method) - start_weights).norm() / start_weights.norm()), 4),
-           "start_norm": round(float(start.norm(dim=-1).mean()), 3), "norm": round(float(now.norm(dim=-1).mean()), 3),
-           "moved": round(float((now - start).norm(dim=-1).mean()), 3), "word_norm": ""}
-    if name == "l_prompt":
-        row["word_norm"] = round(method.prompt_and_word_norms()[1], 3)
-    return row
+           "dev_accuracy": metrics["dev"]["accuracy"]}
+    return {**row, **drift(method, load_file(run / "trainable.safetensors"))}
+
+
+@torch.no_grad()
+def drift(method, trained: dict[str, torch.Tensor]) -> dict:
+    """The drift columns (module docstring) of ``method``, built at its start, once ``trained`` is
+    loaded into it (it is, afterwards)."""
+    prompt = method.config.name == "l_prompt"
+    start, start_map = outputs(method).float(), method.prompt_map.weight.clone() if prompt else None
+    method.load_trainable_state_dict(trained)
+    now = outputs(method).float()
+    change = float((method.prompt_map.weight - start_map).norm() / start_map.norm()) if prompt else ""
+    return {"map_change": change, "start_norm": float(start.norm(dim=-1).mean()),
+            "norm": float(now.norm(dim=-1).mean()), "moved": float((now - start).norm(dim=-1).mean()),
+            "word_norm": method.prompt_and_word_norms()[1] if prompt else ""}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,10 +101,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     backbones: dict = {}
-    rows = [row for run in args.runs if (row := drift_row(run, backbones))]
+    rows = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+            for run in args.runs if (row := drift_row(run, backbones))]
     for row in rows:
         print(f"{row['run']}: held-out {row['heldout_accuracy']:.3f} (step {row['best_step']}), map change "
-              f"{row['map_change']:.3f}, output norm {row['start_norm']:.2f} -> {row['norm']:.2f}, moved {row['moved']:.2f}"
+              f"{row['map_change'] or '-'}, output norm {row['start_norm']:.2f} -> {row['norm']:.2f}, moved {row['moved']:.2f}"
               + (f" (word embeddings {row['word_norm']:.2f})" if row["word_norm"] != "" else ""))
     if args.out and rows:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             for run in args.runs if (row := drift_row(run, backbones))]
     for row in rows:
         print(f"{row['run']}: held-out {row['heldout_accuracy']:.3f} (step {row['best_step']}), map change "
-              f"{row['map_change'] or '-'}, output norm {row['start_norm']:.2f} -> {row['norm']:.2f}, moved {row['moved']:.2f}"
+              f"{'-' if row['map_change'] == '' else row['map_change']}, output norm {row['start_norm']:.2f} -> {row['norm']:.2f}, moved {row['moved']:.2f}"
               + (f" (word embeddings {row['word_norm']:.2f})" if row["word_norm"] != "" else ""))
     if args.out and rows:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -149,6 +149,8 @@ class LabelConditioned(TuningMethod):
         return self.pair_logits(expanded, labels).view(size, k)
 
     def training_loss(self, batch):
+        if self.config.objective == "softmax":
+            return nn.functional.cross_entropy(self.label_scores(batch), batch["labels"])
         logits = self.pair_logits(batch, batch["pair_labels"])
         return nn.functional.binary_cross_entropy_with_logits(logits, batch["pair_targets"].float())
 

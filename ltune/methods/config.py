@@ -9,7 +9,12 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-from ltune.checks import positive_int, positive_number, require
+from ltune.checks import Choice, positive_int, positive_number, require
+
+
+class PairObjective(Choice):
+    pairs = "pairs"  # the paper's (A.3): binary cross-entropy on one (text, label) pair per text, half wrong
+    softmax = "softmax"  # cross-entropy over each text's K pair scores, the reading the argmax evaluation uses
 
 
 @dataclasses.dataclass
@@ -53,6 +58,9 @@ class LabelTextConfig(MethodConfig):
     #: Adam moves each entry of a map by about the rate per step whatever the scale of its inputs,
     #: so a map reading a decoder's large label states moves its output far faster than the head's.
     map_lr_scale: float = 1.0
+    #: What training minimises (PairObjective). softmax scores all K pairs of every text (K passes a
+    #: text, where pairs takes one), and learns from the differences of a text's pair scores only.
+    objective: PairObjective = PairObjective.pairs
 
     def __post_init__(self):
         super().__post_init__()

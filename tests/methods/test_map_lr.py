@@ -1,4 +1,5 @@
-"""method.map_lr_scale: the L-methods' label maps train at method.lr times it, the head at method.lr."""
+"""The L-methods' optimisation settings: method.map_lr_scale (maps at method.lr times it, head at
+method.lr) and method.objective (the paper's pairs, or softmax over each text's label scores)."""
 
 import pytest
 import torch
@@ -54,3 +55,20 @@ def test_a_smaller_scale_moves_the_maps_by_that_much_less():
 def test_a_negative_scale_is_refused():
     with pytest.raises(LtuneError, match="map_lr_scale"):
         method_cfg("l_prompt", map_lr_scale=-0.1)
+
+
+@pytest.mark.parametrize("name", ["l_prompt", "l_prefix"])
+def test_the_softmax_objective_is_cross_entropy_over_each_texts_label_scores(name):
+    method, batch = make("llama", name, objective="softmax")
+    method.train()
+    expected = torch.nn.functional.cross_entropy(method.label_scores(batch), batch["labels"])
+    torch.testing.assert_close(method.training_loss(batch), expected)
+    paper, _ = make("llama", name)
+    pairs = paper.train().pair_logits(batch, batch["pair_labels"])
+    torch.testing.assert_close(paper.training_loss(batch), torch.nn.functional.binary_cross_entropy_with_logits(
+        pairs, batch["pair_targets"].float()))
+
+
+def test_an_unknown_objective_is_refused():
+    with pytest.raises(Exception, match="objective"):
+        method_cfg("l_prompt", objective="hinge")

@@ -371,7 +371,7 @@ def train_one(loop: Loop, batch: dict) -> dict:
     state.padded_tokens += batch["attention_mask"].numel()
     logged = runtime.accelerator.reduce(loss, "mean") if runtime.parallel else loss
     return {"step": state.step, "loss": logged.item(),  # the global batch's loss in a data-parallel run
-            "lr": loop.optimisation.scheduler.get_last_lr()[0]}
+            "lr": loop.optimisation.scheduler.get_last_lr()[-1]}  # the head's: method.lr, whatever map_lr_scale is
 
 
 def after_step(loop: Loop, record: dict, clock_start: float, progress, interrupted: list) -> bool:

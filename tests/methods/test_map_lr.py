@@ -72,3 +72,13 @@ def test_the_softmax_objective_is_cross_entropy_over_each_texts_label_scores(nam
 def test_an_unknown_objective_is_refused():
     with pytest.raises(Exception, match="objective"):
         method_cfg("l_prompt", objective="hinge")
+
+
+def test_a_run_logs_the_heads_rate_when_the_maps_train_slower(trained_runs):
+    import json
+
+    def logged(run):
+        return [json.loads(line)["lr"] for line in (run / "log.jsonl").read_text().splitlines()]
+
+    scaled = logged(trained_runs("l_prompt", "method.map_lr_scale=0.1"))
+    assert scaled == pytest.approx(logged(trained_runs("l_prompt"))) and max(scaled) > 0

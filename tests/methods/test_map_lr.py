@@ -70,7 +70,7 @@ def test_the_softmax_objective_is_cross_entropy_over_each_texts_label_scores(nam
 
 
 def test_an_unknown_objective_is_refused():
-    with pytest.raises(Exception, match="objective"):
+    with pytest.raises(LtuneError, match="objective.*expected one of \\[pairs, softmax\\]"):
         method_cfg("l_prompt", objective="hinge")
 
 

@@ -223,6 +223,20 @@ class TuneSweeper(Sweeper):
         return tuning
 
 
+def with_earlier_seeds(entry: dict, earlier: list) -> dict:
+    """The cell with the replicate seeds (and reused search runs) of earlier sweeps of the same
+    choice added: replicates run in chunks (seeds=[1,2,3], then seeds=[4,5]) all stay on record, and
+    the report keeps counting a reused search run that an earlier chunk named. A cell whose choice
+    changed (another rate or other search seeds) starts again."""
+    same = [e for e in earlier if isinstance(e, dict) and e.get("name") == entry["name"]
+            and e.get("chosen_lr") == entry["chosen_lr"] and e.get("search_seeds") == entry["search_seeds"]]
+    if not same:
+        return entry
+    seeds = sorted(set(entry["seeds"]) | set(same[0].get("seeds") or []))
+    reused = sorted(set(entry["reused_runs"]) | set(same[0].get("reused_runs") or []))
+    return {**entry, "seeds": seeds, "reused_runs": reused}
+
+
 def write_tuning(sweep_dir: Path, entries: list[dict]) -> None:
     """Write this sweep's cells to tuning.json/tuning.md, keeping the cells that other sweeps into
     the same folder wrote (e.g. one task at a time): the report reads which search runs are
@@ -233,6 +247,7 @@ def write_tuning(sweep_dir: Path, entries: list[dict]) -> None:
         earlier = json.loads((sweep_dir / "tuning.json").read_text())["cells"]
     except (OSError, ValueError, KeyError, TypeError):
         earlier = []
+    entries = [with_earlier_seeds(e, earlier) for e in entries]
     names = {e["name"] for e in entries}
     entries = sorted([e for e in earlier if isinstance(e, dict) and e.get("name") not in names] + entries,
                      key=lambda e: e["name"])

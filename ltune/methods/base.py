@@ -155,5 +155,7 @@ class LabelConditioned(TuningMethod):
         return nn.functional.binary_cross_entropy_with_logits(logits, batch["pair_targets"].float())
 
     def eval_loss(self, scores, labels):
+        if self.config.objective == "softmax":
+            return nn.functional.cross_entropy(scores, labels)
         targets = nn.functional.one_hot(labels, scores.shape[1]).float()
         return nn.functional.binary_cross_entropy_with_logits(scores, targets)

@@ -18,7 +18,7 @@ EFFICIENCY_TEXT = (
     "evaluation, writing) not spent in training steps.")
 PLOTS_TEXT = (
     "Held-out loss is each method's own objective: binary cross-entropy over all K (text, label) pairs for "
-    "the L-methods, K-way cross-entropy for prefix/prompt tuning; compare curve shapes (how soon each falls), "
+    "the L-methods (K-way cross-entropy over their pair scores under method.objective=softmax), K-way cross-entropy for prefix/prompt tuning; compare curve shapes (how soon each falls), "
     "not levels across the two families.")
 LEARNING_CURVE_TEXT = (
     "learning_curve.png: dev accuracy against the number of training texts (data.max_train_samples, log scale), "

@@ -69,6 +69,18 @@ def test_the_softmax_objective_is_cross_entropy_over_each_texts_label_scores(nam
         pairs, batch["pair_targets"].float()))
 
 
+@pytest.mark.parametrize("name", ["l_prompt", "l_prefix"])
+def test_held_out_loss_is_the_runs_own_objective(name):
+    """A softmax run's held-out loss (early stopping's and the plots' loss) is cross-entropy over the
+    label scores, as it trains; a pairs run's is binary cross-entropy over all K pairs."""
+    scores, labels = torch.tensor([[2.0, -1.0], [0.5, 1.5], [-0.3, 0.2]]), torch.tensor([0, 0, 1])
+    softmax, _ = make("llama", name, objective="softmax")
+    torch.testing.assert_close(softmax.eval_loss(scores, labels), torch.nn.functional.cross_entropy(scores, labels))
+    paper, _ = make("llama", name)
+    torch.testing.assert_close(paper.eval_loss(scores, labels), torch.nn.functional.binary_cross_entropy_with_logits(
+        scores, torch.nn.functional.one_hot(labels, 2).float()))
+
+
 def test_an_unknown_objective_is_refused():
     with pytest.raises(LtuneError, match="objective.*expected one of \\[pairs, softmax\\]"):
         method_cfg("l_prompt", objective="hinge")

@@ -88,6 +88,7 @@ class TuneSweeper(Sweeper):
                  reuse_search_runs: bool = False, lr_search=None, max_grid_extensions: int = 2):
         self.params = dict(params or {})
         self.search_seeds = list(search_seeds)
+        self.earlier_cells: list = []  # tuning.json's cells when the sweep started (sweep())
         self.seeds = list(seeds)
         self.search = search
         self.reuse_search_runs = reuse_search_runs
@@ -162,6 +163,9 @@ class TuneSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        # The cells as earlier sweeps left them, read before this sweep's first selection rewrites
+        # them (a choice before the grid's extensions are searched is not the earlier choice).
+        self.earlier_cells = tuning_cells(sweep_dir)
         cells = self.cells(arguments)
         spaces, extended = {}, {cell: [] for cell in cells}
         for cell in cells:
@@ -211,16 +215,26 @@ class TuneSweeper(Sweeper):
             # reused instead of trained again when reuse_search_runs is on.
             reused = [f"search/{self.name(cell)}_lr{lr_text(chosen)}_s{seed}" for seed in self.seeds
                       if self.search and self.reuse_search_runs and chosen is not None and seed in self.search_seeds]
-            tuning[cell] = {"cell": list(cell), "name": self.name(cell), "search_space": spaces[cell],
+            tuning[cell] = with_earlier_seeds({"cell": list(cell), "name": self.name(cell), "search_space": spaces[cell],
                             "extended": list((extended or {}).get(cell, [])),
                             "max_grid_extensions": self.max_grid_extensions,
                             "selected_on": "/".join(sorted(metrics)) or "accuracy",
                             "heldout_score": {lr_text(lr): s for lr, s in scores.items()},
                             "heldout_size": min(sizes) if sizes else None,
                             "chosen_lr": chosen, "search_seeds": self.search_seeds, "seeds": self.seeds,
-                            "searched": self.search, "reused_runs": reused}
+                            "searched": self.search, "reused_runs": reused},
+                                              self.earlier_cells)
         write_tuning(sweep_dir, list(tuning.values()))
         return tuning
+
+
+def tuning_cells(sweep_dir: Path) -> list:
+    """The cells of the folder's tuning.json (none when it is missing or unreadable)."""
+    try:
+        cells = json.loads((sweep_dir / "tuning.json").read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return cells if isinstance(cells, list) else []
 
 
 def with_earlier_seeds(entry: dict, earlier: list) -> dict:
@@ -243,11 +257,7 @@ def write_tuning(sweep_dir: Path, entries: list[dict]) -> None:
     replicates from here, and losing a cell would silently drop that cell's reused replicate."""
     from ltune.run_files import write_json, write_text
 
-    try:
-        earlier = json.loads((sweep_dir / "tuning.json").read_text())["cells"]
-    except (OSError, ValueError, KeyError, TypeError):
-        earlier = []
-    entries = [with_earlier_seeds(e, earlier) for e in entries]
+    earlier = tuning_cells(sweep_dir)
     names = {e["name"] for e in entries}
     entries = sorted([e for e in earlier if isinstance(e, dict) and e.get("name") not in names] + entries,
                      key=lambda e: e["name"])

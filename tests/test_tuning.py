@@ -162,31 +162,6 @@ def test_sweeps_of_one_task_at_a_time_into_one_folder_keep_every_cells_tuning(tm
     assert "minilm_sst2_prefix" in markdown and "minilm_cola_prefix" in markdown
 
 
-def test_replicates_run_in_chunks_keep_every_chunks_seeds_and_reused_runs(tmp_path):
-    """seeds=[1,2,3] then seeds=[4,5] at the same choice: tuning.json names all five seeds, and the
-    search run reused as seed 1's replicate stays counted (the report reads reused_runs). A new
-    choice starts the cell again."""
-    from ltune.report import reused_as_final
-    from ltune.tuning import write_tuning
-
-    def cell(lr, seeds):
-        return {"cell": ["data=sst2"], "name": "minilm_sst2_prefix", "search_space": [0.01, 0.003],
-                "chosen_lr": lr, "search_seeds": [1], "seeds": seeds, "searched": True,
-                "reused_runs": [f"search/minilm_sst2_prefix_lr{lr:g}_s1"] if 1 in seeds else []}
-
-    write_tuning(tmp_path, [cell(0.01, [1, 2, 3])])
-    write_tuning(tmp_path, [cell(0.01, [4, 5])])
-    (found,) = json.loads((tmp_path / "tuning.json").read_text())["cells"]
-    assert found["seeds"] == [1, 2, 3, 4, 5]
-    assert found["reused_runs"] == ["search/minilm_sst2_prefix_lr0.01_s1"]
-    run = tmp_path / "search" / "minilm_sst2_prefix_lr0.01_s1"
-    assert reused_as_final(tmp_path, run)
-    write_tuning(tmp_path, [cell(0.003, [4, 5])])
-    (found,) = json.loads((tmp_path / "tuning.json").read_text())["cells"]
-    assert found["seeds"] == [4, 5] and found["reused_runs"] == []
-    assert not reused_as_final(tmp_path, run)
-
-
 @pytest.mark.slow  # joblib starts worker processes (each imports torch and loads the model)
 def test_jobs_run_side_by_side_under_the_joblib_launcher_give_the_basic_launchers_figures(tmp_path, complete):
     """make reproduce-offline runs two 1-thread jobs at a time (hydra/launcher=joblib): the same

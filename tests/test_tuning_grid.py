@@ -70,6 +70,27 @@ def test_the_grid_grows_past_the_top_while_the_top_wins_and_a_sweep_run_again_do
     assert tuned_cell(tmp_path / "sweep") == cell
 
 
+def test_replicates_run_in_chunks_keep_every_chunks_seeds_and_reused_runs(tmp_path):
+    """seeds=[1,2] then seeds=[3] on a grid that grows past its edge: tuning.json names all three
+    seeds, and the search run reused as seed 1's replicate stays counted (the report reads
+    reused_runs), though the second sweep's first selection, before the extensions, chose another
+    rate. A new choice starts the cell again."""
+    from ltune.report import reused_as_final
+
+    peak = lambda lr: 0.9 - 0.05 * abs(math.log10(lr) - math.log10(0.1))  # noqa: E731
+    options = dict(search_seeds=[1], reuse_search_runs=True, max_grid_extensions=3)
+    ScriptedSweeper(tmp_path / "sweep", peak, seeds=[1, 2], **options).sweep(["method=prefix"])
+    ScriptedSweeper(tmp_path / "sweep", peak, seeds=[3], **options).sweep(["method=prefix"])
+    cell = tuned_cell(tmp_path / "sweep")
+    assert cell["chosen_lr"] == 0.09 and cell["seeds"] == [1, 2, 3]
+    assert cell["reused_runs"] == ["search/prefix_lr0.09_s1"]
+    assert reused_as_final(tmp_path / "sweep", tmp_path / "sweep" / "search" / "prefix_lr0.09_s1")
+    ScriptedSweeper(tmp_path / "sweep", lambda lr: 0.9 - lr, seeds=[3], search_seeds=[2],
+                    max_grid_extensions=0).sweep(["method=prefix"])
+    cell = tuned_cell(tmp_path / "sweep")
+    assert cell["chosen_lr"] == 0.001 and cell["seeds"] == [3] and cell["reused_runs"] == []
+
+
 def test_the_grid_stops_at_its_limit_and_the_choice_is_flagged_at_the_edge(tmp_path):
     rising = lambda lr: min(0.99, 0.5 + lr)  # noqa: E731
     ScriptedSweeper(tmp_path / "sweep", rising, max_grid_extensions=2).sweep(["method=prefix"])

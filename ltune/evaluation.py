@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ltune.methods.base import TuningMethod
 from ltune.metric_names import METRICS
+from ltune.runtime import bf16_products
 
 
 def compute_metrics(predictions: list[int], labels: list[int], names: list[str]) -> dict[str, float]:
@@ -30,11 +31,15 @@ def compute_metrics(predictions: list[int], labels: list[int], names: list[str])
 
 
 def autocast(device, precision: str):
-    """bf16 autocast of the forward pass (CPU or CUDA) for precision=bf16; nothing for fp32."""
+    """bf16 autocast of the forward pass (CPU or CUDA) for precision=bf16; nothing for fp32. On a
+    CPU without native bf16, its matrix products run in fp32 (``runtime.bf16_products``)."""
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast(torch.device(device).type, dtype=torch.bfloat16))
+        stack.enter_context(bf16_products(device, precision))
+        return stack
     raise ValueError(f"unknown precision {precision!r}")
 
 

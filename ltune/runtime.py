@@ -5,6 +5,7 @@ Nothing here knows about models, data or methods beyond "parameters" and "a modu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ltune.errors import LtuneError
 
@@ -60,9 +62,9 @@ def pick_device(name: str) -> torch.device:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` has native bf16 kernels: a CUDA card that supports bf16, a CPU with
-    oneDNN's bf16 path (AVX-512 or AMX). On a CPU without it (e.g. AVX2 only) bf16 autocast is
-    emulated and far slower than fp32: 37-45x per matrix product, 15-20x per SmolLM2 training step on an
-    AVX2 EPYC (docs/benchmarks.md)."""
+    oneDNN's bf16 path (AVX-512 or AMX). On a CPU without it (e.g. AVX2 only) torch emulates bf16
+    matrix products, far slower than fp32: 37-45x per product, 15-20x per SmolLM2 training step on an
+    AVX2 EPYC (docs/benchmarks.md); ``bf16_products`` runs them in fp32 there."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
@@ -71,6 +73,53 @@ def native_bf16(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return True
+
+
+_aten = torch.ops.aten
+_FLASH_CPU = _aten._scaled_dot_product_flash_attention_for_cpu.default
+#: The ops whose bf16 CPU kernels are matrix products: without native bf16 (an AVX2-only CPU) torch
+#: runs them on a slow generic path, 15-45x fp32's time. Each maps to the positions of the outputs
+#: that stay fp32 under bf16 (flash attention's log-sum-exp); every other output is bf16.
+BF16_PRODUCTS = {
+    _aten.mm.default: (), _aten.addmm.default: (), _aten.bmm.default: (), _aten.baddbmm.default: (),
+    _aten.mv.default: (), _aten.addmv.default: (), _aten.dot.default: (),
+    _FLASH_CPU: (1,), _aten._scaled_dot_product_flash_attention_for_cpu_backward.default: (),
+}
+
+
+def _up(value):
+    return value.float() if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16 else value
+
+
+class Bf16ProductsInFp32(TorchDispatchMode):
+    """bf16 matrix products on a CPU without native bf16, computed as fp32 products of the same
+    bf16 values and rounded back to bf16.
+
+    That is the arithmetic of a native bf16 kernel (bf16 operands, exact products summed in fp32,
+    one rounding of the result), up to the order of the sums, as on any other card or CPU: a bf16
+    run keeps its precision, and costs about fp32's time instead of torch's emulated kernels'
+    (docs/benchmarks.md). Every other op runs as it would without the mode."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        fp32_outputs = BF16_PRODUCTS.get(func)
+        if fp32_outputs is None or not any(isinstance(a, torch.Tensor) and a.dtype == torch.bfloat16 for a in args):
+            return func(*args, **kwargs)
+        out = func(*(_up(a) for a in args), **{key: _up(value) for key, value in kwargs.items()})
+        if isinstance(out, torch.Tensor):
+            return out.to(torch.bfloat16)
+        return tuple(o if i in fp32_outputs or not isinstance(o, torch.Tensor) or o.dtype != torch.float32
+                     else o.to(torch.bfloat16) for i, o in enumerate(out))
+
+
+def bf16_products(device, precision: str):
+    """Where bf16 has no native kernels on a CPU, a context in which its matrix products run as
+    fp32 products of the bf16 values (``Bf16ProductsInFp32``); elsewhere nothing. Forward passes
+    (``evaluation.autocast``) and backward passes of a bf16 run both enter it."""
+    device = torch.device(device)
+    if precision == "bf16" and device.type == "cpu" and not native_bf16(device):
+        return Bf16ProductsInFp32()
+    return contextlib.nullcontext()
 
 
 def machine(device: torch.device) -> dict:

@@ -105,6 +105,7 @@ def profile_steps(method, model: torch.nn.Module, optimizer, batch: dict, device
     """Per part and pass, mean milliseconds per step over ``steps`` profiled training steps, and
     the median unprofiled step beside them."""
     from ltune.evaluation import autocast
+    from ltune.runtime import bf16_products
 
     def sync():
         if device.type == "cuda":
@@ -115,7 +116,8 @@ def profile_steps(method, model: torch.nn.Module, optimizer, batch: dict, device
         start = time.perf_counter()
         with autocast(device, precision):
             loss = method.training_loss(batch)
-        loss.backward()
+        with bf16_products(device, precision):
+            loss.backward()
         with torch.profiler.record_function(RANGE + "optimizer"):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -41,8 +41,8 @@ from ltune.evaluation import Predictions, autocast, evaluate, predict_scores, sc
 from ltune.loggers import NoLogger, make_logger
 from ltune.methods import build_method
 from ltune.methods.base import TuningMethod
-from ltune.runtime import (build_optimizer, compile_backbone, is_main_process, machine, native_bf16, peak_memory_mb, pick_device,
-                           place, restore_rng_states, rng_states, seed_everything)
+from ltune.runtime import (bf16_products, build_optimizer, compile_backbone, is_main_process, machine, native_bf16,
+                           peak_memory_mb, pick_device, place, restore_rng_states, rng_states, seed_everything)
 
 
 # -- stages ---------------------------------------------------------------------------------
@@ -70,9 +70,9 @@ def set_up_runtime(cfg: DictConfig) -> Runtime:
         torch.set_num_threads(int(cfg.trainer.num_threads))  # parallel local jobs: threads = cores / jobs
     main, precision = is_main_process(), str(cfg.trainer.precision)
     if precision == "bf16" and main and not native_bf16(accelerator.device):
-        print(f"ltune: warning: trainer.precision=bf16 on a {accelerator.device.type} without native bf16 kernels is "
-              f"emulated, 15-45x slower than fp32 on an AVX2-only CPU (measured); "
-              f"trainer.precision=fp32 is the fast choice here", flush=True)
+        print(f"ltune: note: trainer.precision=bf16 on a {accelerator.device.type} without native bf16 kernels: its "
+              f"matrix products run as fp32 products of the bf16 values, rounded to bf16 (the arithmetic of a native "
+              f"kernel, at about fp32's speed; torch's own emulation is 15-45x slower)", flush=True)
     return Runtime(accelerator, accelerator.device, main, accelerator.num_processes > 1, precision, started)
 
 
@@ -252,7 +252,8 @@ def train_step(model, batch: dict, runtime: Runtime, optimisation: Optimisation,
         loss = model(batch)
     if not torch.isfinite(loss):
         raise on_bad_loss(loss.item())
-    runtime.accelerator.backward(loss)
+    with bf16_products(runtime.device, runtime.precision):
+        runtime.accelerator.backward(loss)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(optimisation.params, grad_clip)
     optimisation.optimizer.step()

@@ -105,10 +105,12 @@ def _timed(device, work, timings: MethodTimings) -> float:
 
 def _train_step(timings: MethodTimings, batch, device, precision) -> None:
     from ltune.evaluation import autocast
+    from ltune.runtime import bf16_products
 
     with autocast(device, precision):
         loss = timings.method.training_loss(batch)
-    loss.backward()
+    with bf16_products(device, precision):
+        loss.backward()
     timings.optimizer.step()
     timings.optimizer.zero_grad(set_to_none=True)
 

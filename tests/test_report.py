@@ -186,6 +186,31 @@ def test_search_runs_of_a_tuning_sweep_are_not_averaged_and_broken_runs_are_list
     assert f"| {broken} | unreadable |" in text
 
 
+def test_search_runs_carry_the_variant_they_tuned_in_runs_csv(tmp_path):
+    """Bug: runs.csv named variants from replicate groups only, so every search run had an empty
+    variant: a text-start prefix search read as the random-start one. A search is now named by the
+    replicates it tuned, even before they are trained."""
+    for lr in (0.01, 0.1):  # the random start (the default): searched and replicated
+        fake_run(tmp_path / "search", "smollm2", "sst2", "prefix", 101, 0.6, trainer={"lr": lr}, name=f"random_lr{lr}")
+    for seed in (1, 2):
+        fake_run(tmp_path / "final", "smollm2", "sst2", "prefix", seed, 0.55, trainer={"lr": 0.1}, name=f"random_s{seed}")
+    for lr in (0.01, 0.1):  # the text start: searched only, replicates to come
+        fake_run(tmp_path / "search", "smollm2", "sst2", "prefix", 101, 0.9, trainer={"lr": lr},
+                 settings={"init": "text"}, name=f"text_lr{lr}")
+    report(tmp_path)
+    variants = {row["run"]: row["variant"] for row in csv.DictReader((tmp_path / "runs.csv").open())}
+    assert variants == {"final/random_s1": "", "final/random_s2": "",
+                        "search/random_lr0.01": "", "search/random_lr0.1": "",
+                        "search/text_lr0.01": "method.init=text", "search/text_lr0.1": "method.init=text"}
+    fake_run(tmp_path / "final", "smollm2", "sst2", "prefix", 1, 0.85, trainer={"lr": 0.01}, settings={"init": "text"},
+             name="text_s1")
+    report(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
+    assert {row["run"]: row["variant"] for row in rows if "text" in row["run"]} == {
+        "final/text_s1": "method.init=text", "search/text_lr0.01": "method.init=text",
+        "search/text_lr0.1": "method.init=text"}
+
+
 def test_stopping_table_prints_small_learning_rates_as_given():
     from ltune.report import stopping_table
 

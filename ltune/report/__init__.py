@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 from ltune.errors import LtuneError
-from ltune.report.collect import collect, drop_repeated_seeds, replicate_groups, settings_of_sizes, size_settings
+from ltune.report.collect import (collect, drop_repeated_seeds, replicate_groups, search_variants, settings_of_sizes,
+                                  size_settings)
 from ltune.report.markdown import markdown
 from ltune.report.pairs import paired_rows
 from ltune.report.plots import plot
@@ -112,6 +113,7 @@ def report(folder: Path, compare=(), others=()) -> Path:
     add_vanilla_targets(rows, groups)
     paired, unpaired = paired_rows(groups, compare)
     variants = {r["run_dir"]: key[3] for key, runs in groups.items() for r in runs}
+    variants |= search_variants(searched, finished)
     linked = size_settings(groups)
     for row in rows:
         row["size_settings"] = linked.get((row["model"], row["data"], row["method"], row["variant"]), "")

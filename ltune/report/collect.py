@@ -217,6 +217,19 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
     return dict(sorted(named.items(), key=lambda item: [natural_key(part) for part in item[0]]))
 
 
+def search_variants(searched: list[dict], finished: list[dict]) -> dict[str, str]:
+    """Per search run's folder, its variant: the name of the replicates its search tuned. The rate a
+    search run tries is what the search varies, not a setting, so the runs are named as replicate
+    groups with trainer.lr set aside. A search whose replicates are not trained yet is named too, so
+    its rows can be told from another variant's search in runs.csv."""
+    def without_lr(run):
+        return {**run, "stage": "final", "settings": {k: v for k, v in run["settings"].items() if k != "trainer.lr"}}
+
+    searches = {run["run_dir"] for run in searched}
+    groups = replicate_groups([without_lr(run) for run in finished + searched])
+    return {run["run_dir"]: key[3] for key, runs in groups.items() for run in runs if run["run_dir"] in searches}
+
+
 def natural_key(text: str) -> list:
     """Sorts names of settings ('k=v, k=v') by each value as a number where it is one
     (max_train_samples=32 before =128, lr 0.05 before 0.1), else by its text."""

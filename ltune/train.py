@@ -367,9 +367,10 @@ def train_one(loop: Loop, batch: dict) -> dict:
     state.step += 1
     state.batch_in_epoch += 1
     state.step_seconds += time.perf_counter() - tick
-    state.samples += batch["input_ids"].shape[0]
-    state.tokens += int(batch["attention_mask"].sum())
-    state.padded_tokens += batch["attention_mask"].numel()
+    reads = loop.components.method.reads_per_training_row()  # what the model read, not the batch's rows
+    state.samples += batch["input_ids"].shape[0] * reads
+    state.tokens += int(batch["attention_mask"].sum()) * reads
+    state.padded_tokens += batch["attention_mask"].numel() * reads
     logged = runtime.accelerator.reduce(loss, "mean") if runtime.parallel else loss
     return {"step": state.step, "loss": logged.item(),  # the global batch's loss in a data-parallel run
             "lr": loop.optimisation.scheduler.get_last_lr()[-1]}  # the head's: method.lr, whatever map_lr_scale is

@@ -151,3 +151,22 @@ def test_a_run_records_the_machine_its_timings_come_from():
     found = machine(torch.device("cpu"))
     assert found["cpu"] and found["cores"] == os.cpu_count() and isinstance(found["native_bf16"], bool)
     assert found["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and "gpu" not in found
+
+
+def test_throughput_counts_every_read_of_a_text_under_the_softmax_objective(trained_runs):
+    """A pairs run reads each batch row once; a softmax run reads each text once per label text, so
+    over the same batches (the order is seeded alike) it processes K times the samples and tokens."""
+    import json
+
+    def processed(run):
+        metrics = json.loads((run / "metrics.json").read_text())
+        timing, steps = metrics["timing"], metrics["steps"]
+        step_seconds = timing["seconds_per_step"] * steps
+        return (timing["samples_per_second"] * step_seconds, timing["tokens_per_second"] * step_seconds,
+                timing["padding_efficiency"], len(metrics["label_texts_used"]))
+
+    samples, tokens, padding, k = processed(trained_runs("l_prefix"))
+    softmax_samples, softmax_tokens, softmax_padding, _ = processed(trained_runs("l_prefix", "method.objective=softmax"))
+    assert k > 2
+    assert softmax_samples == pytest.approx(k * samples) and softmax_tokens == pytest.approx(k * tokens)
+    assert softmax_padding == pytest.approx(padding)

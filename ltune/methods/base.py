@@ -58,6 +58,11 @@ class TuningMethod(nn.Module, metaclass=abc.ABCMeta):
         """Lines on what this start is known to do badly on this model, printed when training starts."""
         return []
 
+    def reads_per_training_row(self) -> int:
+        """How many times a training step passes each row of its batch through the model (what the
+        run's samples and tokens per second count)."""
+        return 1
+
     def optimizer_groups(self, lr: float) -> list[dict]:
         """The trainable parameters as optimizer groups, each with its learning rate."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
@@ -147,6 +152,10 @@ class LabelConditioned(TuningMethod):
         expanded = {key: value.repeat_interleave(k, dim=0) for key, value in batch.items() if value.dim() == 2}
         labels = torch.arange(k, device=batch["input_ids"].device).repeat(size)
         return self.pair_logits(expanded, labels).view(size, k)
+
+    def reads_per_training_row(self) -> int:
+        """K under objective=softmax (every text is read once per label text), else 1 (one pair a row)."""
+        return self.num_labels if self.config.objective == "softmax" else 1
 
     def training_loss(self, batch):
         if self.config.objective == "softmax":

@@ -4,6 +4,7 @@ predict the argmax; report accuracy and the benchmark's own metric next to it.""
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from typing import NamedTuple
 
 import torch
@@ -20,7 +21,9 @@ def compute_metrics(predictions: list[int], labels: list[int], names: list[str])
     unknown = sorted(set(names) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
-    out = {"accuracy": sum(int(p == y) for p, y in zip(predictions, labels)) / max(len(labels), 1)}
+    out = {"accuracy": sum(int(p == y) for p, y in zip(predictions, labels)) / max(len(labels), 1),
+           # what predicting the most frequent gold class alone scores: the floor accuracy is read against
+           "majority_rate": max(Counter(labels).values()) / len(labels) if labels else 0.0}
     if "matthews_corr" in names:
         out["matthews_corr"] = float(matthews_corrcoef(labels, predictions))
     if "f1" in names:

@@ -138,6 +138,24 @@ def machine(device: torch.device) -> dict:
     return found
 
 
+#: The libraries besides torch whose versions can move a run's figures (kernels, defaults).
+STACK = ("transformers", "peft")
+
+
+def stack_versions() -> dict:
+    """{package: installed version} of STACK, read from the installed metadata (nothing imported);
+    None for a package that is not installed."""
+    from importlib import metadata
+
+    found = {}
+    for package in STACK:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
 def fast_precision(device: str = "cpu") -> str:
     """The quicker trainer.precision on ``device``: bf16 where it is native, else fp32."""
     return "bf16" if native_bf16(torch.device(device)) else "fp32"

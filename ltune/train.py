@@ -42,7 +42,8 @@ from ltune.loggers import NoLogger, make_logger
 from ltune.methods import build_method
 from ltune.methods.base import TuningMethod
 from ltune.runtime import (bf16_products, build_optimizer, compile_backbone, is_main_process, machine, native_bf16,
-                           peak_memory_mb, pick_device, place, restore_rng_states, rng_states, seed_everything)
+                           peak_memory_mb, pick_device, place, restore_rng_states, rng_states, seed_everything,
+                           stack_versions)
 
 
 # -- stages ---------------------------------------------------------------------------------
@@ -471,8 +472,8 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
         "steps": state.step,
         "sizes": {"train": len(task.train), "heldout": len(task.heldout), "dev": len(task.dev)},
         "environment": {"device": str(runtime.device), "precision": runtime.precision, "processes": processes,
-                        "ltune": ltune.__version__, "torch": torch.__version__,
-                        "python": platform.python_version(), "machine": machine(runtime.device)},
+                        "threads": torch.get_num_threads(), "ltune": ltune.__version__, "torch": torch.__version__,
+                        **stack_versions(), "python": platform.python_version(), "machine": machine(runtime.device)},
     }
     run_files.write_json(loop.run_dir / run_files.METRICS, metrics)
     loop.checkpoint_path.unlink(missing_ok=True)  # finished: the selected parameters are in trainable.safetensors

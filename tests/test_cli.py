@@ -36,6 +36,13 @@ def test_default_train_writes_the_run_contract(trained_runs):
     assert metrics["timing"]["train_seconds"] > 0 and metrics["timing"]["seconds_per_step"] > 0
     assert metrics["timing"]["eval_seconds"] > 0 and metrics["peak_memory_mb"] > 0
     assert metrics["environment"]["machine"]["cores"] == os.cpu_count()  # whose seconds these are
+    # the run conditions a report checks between the arms of a comparison
+    from importlib import metadata
+
+    import torch
+    assert metrics["environment"]["threads"] == torch.get_num_threads()
+    assert metrics["environment"]["transformers"] == metadata.version("transformers")
+    assert metrics["environment"]["peft"] == metadata.version("peft")
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert "heldout" in log[1] and "heldout" not in log[0]

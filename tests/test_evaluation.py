@@ -44,6 +44,12 @@ def test_matthews_correlation_is_reported_for_cola():
     assert compute_metrics([1] * 6, labels, ["matthews_corr"])["matthews_corr"] == 0.0
 
 
+def test_the_majority_rate_is_what_the_most_frequent_class_alone_scores():
+    labels = [2, 2, 2, 0, 1, 2, 2, 2]  # 6 of 8 in class 2
+    assert compute_metrics([0] * 8, labels, ["accuracy"])["majority_rate"] == pytest.approx(0.75)
+    assert compute_metrics([2] * 8, labels, ["accuracy"])["accuracy"] == pytest.approx(0.75)
+
+
 def test_unknown_metric_is_rejected():
     with pytest.raises(ValueError, match="unknown metric"):
         compute_metrics([0], [0], ["bleu"])

@@ -12,7 +12,7 @@ from ltune.report.stats import examples_level_test
 
 def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 0.7, 0.8), settings=None, name=None,
              predictions=None, stopped=None, trainer=None, machine=None, selection=None, data_settings=None,
-             sizes=None):
+             sizes=None, environment=None):
     run = folder / (name or f"{model}_{data}_{method}_{seed}")
     (run / ".hydra").mkdir(parents=True)
     config = {"seed": seed, "run_name": f"{model}_{data}_{method}_s{seed}", "output_root": str(folder),
@@ -27,10 +27,11 @@ def fake_run(folder, model, data, method, seed, accuracy, mcc=None, curve=(0.5, 
     (run / "metrics.json").write_text(json.dumps({
         "method": method, "model": model, "data": data, "seed": seed, "trainable_params": 100, "total_params": 1000,
         "dev": dev, "steps": 30, "peak_memory_mb": 10.0, "selection": selection or {"accuracy": max(curve), "best_step": 30},
-        "stopped": stopped or {"step": 30, "budget_steps": 30, "reason": "max_steps"},
+        "stopped": stopped or {"step": 30, "budget_steps": 100, "reason": "max_steps"},
         "timing": {"seconds_per_step": 0.1, "train_seconds": 6.0, "eval_seconds_per_example": 0.01,
                    "total_seconds": 10.0, "padding_efficiency": 0.9},
         **({"environment": {"machine": machine}} if machine else {}),
+        **({"environment": environment} if environment else {}),
         **({"sizes": sizes} if sizes else {}),
     }))
     if predictions is not None:
@@ -126,7 +127,9 @@ def test_paired_twins_on_the_same_examples(tmp_path):
     ablation = next(r for r in rows if r["kind"].startswith("method.z_input changed"))
     assert ablation["a"] == "l_prefix [method.z_input=states]" and ablation["b"] == "l_prefix"
     assert float(ablation["delta"]) == 0.0 and ablation["reads"].startswith("untested") and len(rows) == 2
-    assert "| minilm / sst2 | l_prefix | prefix | **level** | +0.1000 | [+0.1000, +0.1000] | 0.3333 |" in text
+    # prefix at 0.5 on balanced labels never left the majority class: both its runs are stuck
+    assert ("| minilm / sst2 | l_prefix | prefix | **level (stuck 0/2 vs 2/2); no test among the runs that learn (a side "
+            "has fewer than two)** | +0.1000 | [+0.1000, +0.1000] | 0.3333 / 0.3333 |") in text
     assert (tmp_path / "paired_differences.png").read_bytes()[:4] == b"\x89PNG"
 
 

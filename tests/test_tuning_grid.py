@@ -138,3 +138,83 @@ def test_replicate_seeds_shared_with_the_search_are_refused_unless_reuse_is_aske
     assert [f for f in reused.launched if f.startswith("final/")] == ["final/prefix_s2"]
     cell = tuned_cell(tmp_path / "reused")
     assert cell["reused_runs"] == ["search/prefix_lr0.03_s1"] and "reused search run" in describe(cell)["flags"]
+
+
+def test_replicates_run_seed_by_seed_across_cells(tmp_path):
+    """Seed 1 of every cell, then seed 2: a sweep cut off part-way leaves every cell the same seeds,
+    and one continued on another machine gives every cell the same machines."""
+    sweeper = ScriptedSweeper(tmp_path / "sweep", lambda lr: 0.8 - abs(lr - 0.01), seeds=[1, 2, 3])
+    sweeper.sweep(["method=prefix,prompt"])
+    finals = [f for f in sweeper.launched if f.startswith("final/")]
+    assert finals == ["final/prefix_s1", "final/prompt_s1", "final/prefix_s2", "final/prompt_s2",
+                      "final/prefix_s3", "final/prompt_s3"]
+
+
+def test_replicates_at_the_rates_another_sweep_chose_search_nothing(tmp_path, capsys):
+    """hydra.sweeper.chosen_from: the cells' choices are copied (flagged 'chosen in'), no search run is
+    launched, and the replicates train at the copied rate; a cell the other sweep lacks is refused in one
+    line before anything is written."""
+    first = ScriptedSweeper(tmp_path / "first", lambda lr: 0.8 - abs(lr - 0.01), seeds=[1])
+    first.sweep(["method=prefix"])
+    again = ScriptedSweeper(tmp_path / "again", lambda lr: 0.0, seeds=[1, 2], chosen_from=str(tmp_path / "first"))
+    again.sweep(["method=prefix"])
+    assert again.launched == ["final/prefix_s1", "final/prefix_s2"]
+    cell = tuned_cell(tmp_path / "again")
+    assert cell["chosen_lr"] == 0.01 and cell["seeds"] == [1, 2]
+    assert "chosen in ../first/tuning.json" in describe(cell)["flags"]  # relative: the two folders move together
+    refused = ScriptedSweeper(tmp_path / "other", lambda lr: 0.0, chosen_from=str(tmp_path / "first"))
+    with pytest.raises(SystemExit) as exit_:
+        refused.sweep(["method=prompt"])
+    assert exit_.value.code == 2 and not (tmp_path / "other").exists()
+    assert "no choice for prompt" in capsys.readouterr().err
+
+
+class BudgetedSweeper(ScriptedSweeper):
+    """A cell whose runs keep improving up to 4,000 steps: at a budget below that, a run stops at the
+    budget with its best held-out step at the budget's end (capped); its score rises with the budget."""
+
+    def job_config(self, cell, budget=()):
+        steps = next((int(o.split("=")[1]) for o in budget if o.startswith("trainer.max_steps=")), 1000)
+        return OmegaConf.create({"method": {"name": "prefix", "lr_search": SPACE, "lr": 0.01},
+                                 "trainer": {"epochs": None, "max_steps": steps}})
+
+    def launch(self, jobs, first_index):
+        for job in jobs:
+            self.launched.append(job.folder)
+            path = Path(self.config.hydra.sweep.dir) / job.folder / "metrics.json"
+            if path.exists():
+                continue
+            self.trained.append(job.folder)
+            lr = float(next(o for o in job.overrides if o.startswith("trainer.lr=")).split("=")[1])
+            steps = self.job_config(job.cell, job.budget).trainer.max_steps
+            best = min(steps, 4000)
+            score = self.score(lr) + 0.01 * best / 1000
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"selection": {"metric": "accuracy", "score": score, "accuracy": score,
+                                                      "best_step": best},
+                                        "stopped": {"step": steps, "budget_steps": steps,
+                                                    "reason": "max_steps" if best == steps else "early_stopping"},
+                                        "timing": {"total_seconds": steps / 10}, "sizes": {"heldout": 500}}))
+
+
+def test_a_capped_cell_is_flagged_and_its_budget_grows_within_its_limit(tmp_path, capsys):
+    """Without growths the choice is flagged budget-capped. With max_budget_growths=1 the budget doubles to
+    2,000 steps, the whole grid is searched again there (the cost printed first), the replicates train at
+    2,000 steps in their own folders, and, still capped there, the cell keeps its flag."""
+    peak = lambda lr: 0.8 - abs(lr - 0.01)  # noqa: E731
+    flagged = BudgetedSweeper(tmp_path / "flag", peak, seeds=[1])
+    flagged.sweep(["method=prefix"])
+    assert "budget-capped" in describe(tuned_cell(tmp_path / "flag"))["flags"]
+    assert not any("steps" in f for f in flagged.launched)
+    grown = BudgetedSweeper(tmp_path / "grow", peak, seeds=[1], max_budget_growths=1)
+    grown.sweep(["method=prefix"])
+    cell = tuned_cell(tmp_path / "grow")
+    assert cell["budget"] == ["trainer.max_steps=2000"] and len(cell["budget_growths"]) == 1
+    assert [f for f in grown.launched if "_steps2000_lr" in f] == [f"search/prefix_steps2000_lr{lr:g}_s0" for lr in SPACE]
+    assert [f for f in grown.launched if f.startswith("final/")] == ["final/prefix_steps2000_s1"]
+    assert {"budget grown to trainer.max_steps=2000", "budget-capped"} <= set(describe(cell)["flags"])
+    out = capsys.readouterr().out
+    assert "searching its 4 points again at trainer.max_steps=2000 (was trainer.max_steps=1000; about 800 s" in out
+    again = BudgetedSweeper(tmp_path / "grow", peak, seeds=[1], max_budget_growths=1)
+    again.sweep(["method=prefix"])
+    assert again.trained == [] and tuned_cell(tmp_path / "grow") == cell  # run again: the same sweep, nothing trained

@@ -38,6 +38,15 @@ class TuneSweeperConf:
     #: {method name: [lr, ...]}: a smaller (or other) search space than the method's own
     #: method.lr_search, for every method alike (e.g. a costly model).
     lr_search: Optional[Any] = None
+    #: A tuning sweep's folder (or its tuning.json): no search; each cell trains its replicates at
+    #: the rate that sweep chose for the cell of the same name (e.g. the same table on another machine).
+    chosen_from: Optional[str] = None
+    #: Times a cell's step budget may grow: while most search runs at its chosen rate stopped at the
+    #: budget with their best held-out step in its last tenth (still improving), the budget
+    #: (trainer.epochs, else trainer.max_steps) is multiplied by budget_growth and the cell's whole grid
+    #: searched again there; the cost is printed first. 0: flag such cells (tuning.md, the report) only.
+    max_budget_growths: int = 0
+    budget_growth: float = 2.0
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="ltune_tune", node=TuneSweeperConf, provider="ltune")

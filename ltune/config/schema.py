@@ -69,6 +69,7 @@ class LabelTextKind(Choice):
     configured = "configured"  # data.label_texts as given
     permuted = "permuted"  # the same texts rotated by one class: no class keeps its own
     meaningless = "meaningless"  # neutral words of each text's token length (ltune/data/label_texts.py)
+    label_first = "label_first"  # the words that set each text apart first: a decoder reads them at every position
 
 
 @dataclasses.dataclass
@@ -94,7 +95,9 @@ class DataConfig:
     labels_are_indices: bool = False  # true: a label value that names no label is an index into label_names
     label_texts: List[str] = MISSING  # one label text (verbalizer) per label, encoded by the L-methods
     #: Which label texts the L-methods encode (does the label's meaning matter?): configured,
-    #: permuted (wrong classes) or meaningless (same token length); see ltune/data/label_texts.py.
+    #: permuted (wrong classes) or meaningless (same token length); or label_first (the configured
+    #: texts with the words that set them apart moved to the front: for decoders, whose states at the
+    #: shared first words are the same for every label); see ltune/data/label_texts.py.
     #: Non-L methods (a head per label) read no label text and ignore it.
     label_text_kind: LabelTextKind = LabelTextKind.configured
     metrics: List[str] = dataclasses.field(default_factory=lambda: ["accuracy"])

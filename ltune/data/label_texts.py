@@ -9,6 +9,12 @@
   tokenizer such as Llama's or GPT's gives the two different tokens); word j of class i is the
   (j * K + i)-th of those, so the texts differ between classes from their first word on.
 
+- ``label_first``: each configured text with the words that set it apart in front (those after the
+  longest start it shares with another text: "negative: the sentiment of this review is negative"): a causal (decoder-only) model gives the
+  texts' shared first words the same states for every label, so with the configured texts only the
+  last position tells the labels apart; with the label first, every position does. Texts that already
+  differ at their first word are kept as they are.
+
 Non-L methods have a head per label and read no label text: the kind changes nothing for them.
 """
 
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 from ltune.errors import LtuneError
 
-KINDS = ("configured", "permuted", "meaningless")
+KINDS = ("configured", "permuted", "meaningless", "label_first")
 
 #: Words without a label's meaning for the shipped tasks (sentiment, topics, inference), in a fixed order.
 NEUTRAL_WORDS = (
@@ -55,6 +61,48 @@ def meaningless(texts: list[str], tokenizer) -> list[str]:
     return out
 
 
+def shared_start(texts: list[str]) -> list[str]:
+    """The words every text starts with (split on spaces)."""
+    words = [t.split() for t in texts]
+    shared = []
+    for column in zip(*words):
+        if len(set(column)) > 1:
+            break
+        shared.append(column[0])
+    return shared
+
+
+def label_first(texts: list[str]) -> list[str]:
+    """Each text with its own words in front, then the text itself: the words after the longest start it
+    shares with any other text ('negative: the sentiment of this review is negative'); unchanged when it
+    shares no start with another text."""
+    words = [t.split() for t in texts]
+
+    def common(a, b):
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    out = []
+    for i, (text, own) in enumerate(zip(texts, words)):
+        shared = max((common(own, other) for j, other in enumerate(words) if j != i), default=0)
+        front = " ".join(own[shared:])
+        out.append(f"{front}: {text}" if shared and front else text)
+    return out
+
+
+def shared_first_tokens(label_ids, label_mask) -> int:
+    """How many first token positions every label text has in common (the same token id)."""
+    shared = 0
+    for column in range(label_ids.shape[1]):
+        ids = label_ids[:, column][label_mask[:, column].bool()]
+        if len(ids) < label_ids.shape[0] or len(set(ids.tolist())) > 1:
+            break
+        shared += 1
+    return shared
+
+
 def label_texts_of(data_cfg, tokenizer) -> list[str]:
     """The label texts a run encodes: ``data.label_texts`` turned by ``data.label_text_kind``
     (a config without the key, e.g. an older run's, is ``configured``)."""
@@ -64,6 +112,8 @@ def label_texts_of(data_cfg, tokenizer) -> list[str]:
         return permuted(texts)
     if kind == "meaningless":
         return meaningless(texts, tokenizer)
+    if kind == "label_first":
+        return label_first(texts)
     if kind != "configured":
         raise LtuneError(f"unknown data.label_text_kind '{kind}'; valid: {', '.join(KINDS)}")
     return texts

@@ -124,6 +124,23 @@ class LabelConditioned(TuningMethod):
     def label_length(self) -> int:
         return self.label_states.shape[1]
 
+    def start_warnings(self) -> list[str]:
+        """On a decoder-only model, a warning when the label texts share their first tokens: a causal
+        model gives those positions the same states for every label, so fewer positions (often one)
+        tell the labels apart."""
+        from ltune.data.label_texts import shared_first_tokens
+
+        shared = shared_first_tokens(self.label_ids, self.label_mask)
+        if not self.backbone.arch.decoder or not shared or self.num_labels < 2:
+            return []
+        words = self.backbone.tokenizer.decode(self.label_ids[0, :shared].tolist()).strip()
+        shortest = int(self.label_mask.sum(dim=1).min())
+        return [f"ltune: warning: the label texts share their first {shared} tokens ('{words}'); a decoder-only model "
+                f"reads each position from the ones before it, so it gives those positions the same states for every "
+                f"label and only {max(shortest - shared, 0)} position(s) of the shortest text tell the labels apart. "
+                f"Put the words that differ first: data.label_text_kind=label_first (or label texts that differ from "
+                f"their first word)"]
+
     def current_label_states(self) -> torch.Tensor:
         """The cached label states; re-encoded (train mode, with grad) only under the ablation switch."""
         if self.training and self.config.reencode_labels:

@@ -22,6 +22,7 @@ from pathlib import Path
 from ltune.errors import LtuneError
 from ltune.report.collect import (collect, drop_repeated_seeds, replicate_groups, search_variants, settings_of_sizes,
                                   size_settings)
+from ltune.report.conditions import balance_plan, stratum, stratum_text
 from ltune.report.markdown import markdown
 from ltune.report.pairs import paired_rows
 from ltune.report.plots import plot
@@ -86,10 +87,27 @@ def check_folders(folder: Path, others=()) -> None:
                 raise LtuneError(f"{a} and {b} overlap, so their runs would count twice; give folders side by side")
 
 
-def report(folder: Path, compare=(), others=()) -> Path:
+def balance_target(groups: dict, wanted: str | None) -> tuple | None:
+    """The run conditions (a stratum) whose text contains ``wanted`` (case-insensitive); None for the
+    default (the conditions most runs have). One line when none or several match."""
+    if not wanted:
+        return None
+    every = sorted({stratum(r) for runs in groups.values() for r in runs})
+    found = [key for key in every if wanted.lower() in stratum_text(key).lower()]
+    if len(found) != 1:
+        listed = "; ".join(stratum_text(key) for key in every)
+        raise LtuneError(f"balance={wanted} matches {len(found)} of the runs' conditions ({listed}); give a text "
+                         "that names one of them, e.g. its CPU or GPU")
+    return found[0]
+
+
+def report(folder: Path, compare=(), others=(), balance: str | None = None) -> Path:
     """Write the report of every run under ``folder`` and under each of ``others`` (other sweeps'
     folders, read as if their runs were here; the report is written in ``folder``); ``compare``:
-    (method A, method B) pairs to test besides the L-methods' twins and the ablations."""
+    (method A, method B) pairs to test besides the L-methods' twins and the ablations. ``balance``: a
+    text naming a set of run conditions (e.g. a CPU's name): print which seeds of which groups would
+    have to run again under it for the table to be balanced (the report's own plan aims at the
+    conditions most runs have)."""
     folder, others = Path(folder), [Path(other) for other in others]
     check_folders(folder, others)
     finished, problems = [], []
@@ -109,6 +127,7 @@ def report(folder: Path, compare=(), others=()) -> Path:
     readable = finished
     finished, repeats = drop_repeated_seeds(finished)
     groups = replicate_groups(finished)
+    target = balance_target(groups, balance)
     rows = summarise(groups)
     add_vanilla_targets(rows, groups)
     paired, unpaired = paired_rows(groups, compare)
@@ -129,5 +148,13 @@ def report(folder: Path, compare=(), others=()) -> Path:
     title = str(folder) + (f" (with the runs of {', '.join(map(str, others))})" if others else "")
     write_text(folder / "report.md", markdown(title, rows, paired, plots, problems + repeats, len(finished),
                                               len(searched), unpaired, machines(finished + searched), sweeps,
-                                              settings_of_sizes(groups)))
+                                              settings_of_sizes(groups), groups))
+    if balance:
+        _, lines = balance_plan(groups, target)
+        print(f"ltune: to train every group under {stratum_text(target)}, run again: "
+              + ("nothing (every run already did)" if not lines else ""))
+        for line in lines:
+            print(f"  {line}")
+        if lines:
+            print("  (e.g. a tuning sweep into a new folder with hydra.sweeper.chosen_from=<this sweep> and those seeds)")
     return folder / "report.md"

@@ -15,7 +15,11 @@ CHOICES_TEXT = (
     "outright, up to hydra.sweeper.max_grid_extensions points; a tie is no evidence for extending); "
     "'margin < SE' — the choice is within the held-out noise; 'tie' — the tie rule (the smaller rate) chose; "
     "'extended' — points the sweeper added; 'reused search run' — a replicate is the winning search run, "
-    "selected on its own held-out score (hydra.sweeper.reuse_search_runs), so the cell's mean leans its way."
+    "selected on its own held-out score (hydra.sweeper.reuse_search_runs), so the cell's mean leans its way; "
+    "'chosen in' — the choice was copied from that sweep (hydra.sweeper.chosen_from), whose search runs it shows; "
+    "'budget-capped' — most search runs at the chosen rate stopped at their step budget with their best held-out step "
+    "in its last tenth, still improving (hydra.sweeper.max_budget_growths lets the sweeper grow it); 'budget grown' — "
+    "the sweeper multiplied the cell's budget and searched its grid again there."
 )
 
 
@@ -68,6 +72,12 @@ def describe(cell: dict) -> dict:
         flags.append("extended " + ", ".join(lr_text(x) for x in cell["extended"]))
     if cell.get("reused_runs"):
         flags.append("reused search run")
+    if cell.get("budget_growths"):
+        flags.append(f"budget grown to {', '.join(cell.get('budget') or [])}")
+    if cell.get("search_capped"):
+        flags.append("budget-capped")
+    if cell.get("chosen_in"):
+        flags.append(f"chosen in {cell['chosen_in']}")
     return {"margin": margin, "se": se, "heldout_size": n, "edge": edge, "flags": flags}
 
 

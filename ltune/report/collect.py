@@ -7,6 +7,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from ltune.report.conditions import NOT_RECORDED
 from ltune.run_files import CONFIG, FAILED, LOG, METRICS, PREDICTIONS, read_json_lines
 
 #: Keys that differ between seed replicates of one configuration, or that only say where files
@@ -77,8 +78,9 @@ def read_run(run: Path, folder: Path) -> dict:
             raise ValueError(f"{METRICS} has no '{key}'")
     log = read_json_lines(run / LOG)
     predictions = {r["id"]: (r["prediction"], r["label"]) for r in read_json_lines(run / PREDICTIONS)}
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
     return {**metrics, "run_dir": str(run), "log": log, "settings": settings_of(config), "predictions": predictions,
-            "stage": stage_of(run, folder)}
+            "stage": stage_of(run, folder), "num_threads": trainer.get("num_threads", NOT_RECORDED)}
 
 
 def collect(folder: Path) -> tuple[list[dict], list[dict]]:

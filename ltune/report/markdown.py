@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from ltune.report.choices import CHOICES_TEXT, choices_table
-from ltune.report.stats import EXAMPLES_TEST, FEWEST_SEEDS_FOR_AN_INTERVAL, OVER_RUNS_TEST, POWER_TEXT
-from ltune.report.summary import PLATEAU_FRACTION
-from ltune.report.tables import accuracy_table, efficiency_table, method_name, paired_table, stopping_table
+from ltune.report.conditions import CONDITIONS_TEXT, balance_plan, counts, stratum, stratum_text
+from ltune.report.stats import EXAMPLES_TEST, FEWEST_SEEDS_FOR_AN_INTERVAL, HOLM_TEXT, OVER_RUNS_TEST, POWER_TEXT
+from ltune.report.summary import CAPPED_TEXT, PLATEAU_FRACTION, STUCK_TEXT
+from ltune.report.tables import (accuracy_table, efficiency_table, method_name, paired_details_table, paired_table,
+                                 stopping_table)
 
 OTHER_METRICS = (("matthews_corr", "Matthews correlation (CoLA's official metric)"), ("f1", "F1"),
                  ("macro_f1", "Macro-F1"))
@@ -60,8 +62,11 @@ def tuning_sections(sweeps: list[tuple[str, list[dict]]]) -> list[str]:
 def comparison_section(paired: list[dict], unpaired: list[str]) -> list[str]:
     parts = []
     if paired:
-        parts += ["", "## Comparisons (dev): the test over training runs", "", OVER_RUNS_TEST, "", POWER_TEXT, "",
-                  EXAMPLES_TEST, "", paired_table(paired)]
+        family = paired[0].get("family_size", 0)
+        parts += ["", "## Comparisons (dev): the test over training runs", "", OVER_RUNS_TEST, "", CONDITIONS_TEXT, "",
+                  HOLM_TEXT + f" The family here: {family} comparison(s).", "", STUCK_TEXT, "", CAPPED_TEXT, "",
+                  paired_table(paired), "", "The tests in detail:", "", POWER_TEXT, "", EXAMPLES_TEST, "",
+                  paired_details_table(paired)]
     if unpaired:
         parts += ["", "## Twins not compared", "", *[f"- {line}" for line in unpaired]]
     return parts
@@ -78,6 +83,32 @@ def never_predicted_section(rows: list[dict]) -> list[str]:
             *[f"- {r['model']} / {r['data']} / {method_name(r)}: {r['never_predicted']}" for r in flagged]]
 
 
+def conditions_section(groups: dict) -> list[str]:
+    """Per group, its runs per set of run conditions, and the seeds that would have to run again for every
+    group to share the conditions most runs have (``ltune report FOLDER balance=...`` picks another)."""
+    every = sorted({stratum(r) for runs in groups.values() for r in runs})
+    if not every:
+        return []
+    parts = ["", "## Run conditions", "",
+             "Each set of conditions a run trained under besides its config (machine, precision, torch, transformers, "
+             "peft, CPU threads; from metrics.json), and how many runs of each group ran under it.", ""]
+    names = [f"C{i + 1}" for i in range(len(every))]
+    parts += [f"- {name}: {stratum_text(key)}" for name, key in zip(names, every)]
+    parts += ["", "| group | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, runs in groups.items():
+        found = counts(runs)
+        label = f"{key[0]} / {key[1]} / {key[2]}" + (f" [{key[3]}]" if key[3] else "")
+        parts.append(f"| {label} | " + " | ".join(str(found.get(k, "–")) for k in every) + " |")
+    target, lines = balance_plan(groups)
+    if lines:
+        parts += ["", f"Not balanced: to give every group the conditions most runs have "
+                      f"({names[every.index(target)]}), these would have to run again under them:", "",
+                  *[f"- {line}" for line in lines]]
+    elif len(every) == 1:
+        parts += ["", "Every run trained under the same conditions."]
+    return parts
+
+
 def sizes_section(sizes_of: dict) -> list[str]:
     """Per model and data of a learning curve, the settings that go with each training size (they are
     left out of the groups' names, which name the size alone)."""
@@ -92,7 +123,7 @@ def sizes_section(sizes_of: dict) -> list[str]:
 
 
 def markdown(folder, rows, paired, plots, problems, finished: int, searched: int, unpaired=(), machines=(),
-             sweeps=(), sizes_of=None) -> str:
+             sweeps=(), sizes_of=None, groups=None) -> str:
     parts = header(folder, finished, searched, len(problems), machines)
     parts += tuning_sections(list(sweeps))
     parts += ["", "## Accuracy (dev)", "", accuracy_table(rows)]
@@ -102,6 +133,7 @@ def markdown(folder, rows, paired, plots, problems, finished: int, searched: int
             parts += ["", f"## {title} (dev)", "", accuracy_table([r for r in rows if f"dev_{metric}_mean" in r], metric)]
     parts += never_predicted_section(rows)
     parts += comparison_section(paired, list(unpaired))
+    parts += conditions_section(groups or {})
     parts += ["", "## Where the runs stopped", "", stopping_table(rows), "", "## Efficiency", "", efficiency_table(rows),
               "", EFFICIENCY_TEXT, "", "## Plots", "", PLOTS_TEXT, ""]
     if any(p.name == "learning_curve.png" for p in plots):

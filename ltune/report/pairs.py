@@ -13,7 +13,10 @@
 from __future__ import annotations
 
 from ltune.report.collect import SIZE_KEY, default_of, is_default_value
-from ltune.report.stats import examples_level_test, over_runs_test, per_seed_correct, seed_power
+from ltune.report.conditions import confounded_with, differing, differing_text, stratum, stratum_text
+from ltune.report.stats import (FEWEST_PAIRS, TARGET_DIFFERENCES, examples_level_test, holm, over_runs_test,
+                                per_seed_correct, rates_test, reading, seed_power, stratified_test)
+from ltune.report.summary import capped, stuck
 
 #: Each L-method and the vanilla method it is compared with.
 TWINS = {"l_prefix": "prefix", "l_prompt": "prompt"}
@@ -116,15 +119,71 @@ def dev_by_seed(runs: list[dict], metric: str = "accuracy") -> dict[int, float]:
     return {r["seed"]: r["dev"][metric] for r in runs if metric in r["dev"]}
 
 
+def arms_test(runs_a: list[dict], runs_b: list[dict]) -> dict:
+    """The test over runs of two arms, within the run conditions they share (conditions.py):
+    - every run in one stratum: the test of stats.over_runs_test over all runs;
+    - no shared stratum: the same figures, but ``confounded`` names what keeps the arms apart;
+    - the same seed numbers on both sides, FEWEST_PAIRS or more of them with both runs in one stratum:
+      the paired test over those seeds only (each pair ran under the same conditions);
+    - else one shared stratum: the test over the runs in it; several: stats.stratified_test.
+    ``design`` says which, and which runs were left out."""
+    strata_a, strata_b = {r["seed"]: stratum(r) for r in runs_a}, {r["seed"]: stratum(r) for r in runs_b}
+    everywhere = set(strata_a.values()) | set(strata_b.values())
+    shared = set(strata_a.values()) & set(strata_b.values())
+    by_seed_a, by_seed_b = dev_by_seed(runs_a), dev_by_seed(runs_b)
+    if len(everywhere) <= 1 or not shared:
+        confounded = None if shared else confounded_with(runs_a, runs_b)
+        design = ("every run under one set of run conditions" if len(everywhere) <= 1
+                  else f"none: the arms share no run conditions (confounded with {confounded})")
+        return {**over_runs_test(by_seed_a, by_seed_b), **seed_power(by_seed_a, by_seed_b), "design": design,
+                "confounded": confounded}
+    same_seeds = sorted(by_seed_a) == sorted(by_seed_b)
+    matched = [s for s in sorted(by_seed_a) if same_seeds and strata_a[s] == strata_b[s]]
+    if len(matched) >= FEWEST_PAIRS:
+        left_out = sorted(set(by_seed_a) - set(matched))
+        a, b = {s: by_seed_a[s] for s in matched}, {s: by_seed_b[s] for s in matched}
+        design = (f"paired within run conditions: the {len(matched)} seeds whose two runs share them"
+                  + (f" (seeds {' '.join(map(str, left_out))} left out)" if left_out else ""))
+        return {**over_runs_test(a, b), **seed_power(a, b), "design": design, "confounded": None}
+    if len(shared) == 1:
+        (only,) = shared
+        a = {s: v for s, v in by_seed_a.items() if strata_a[s] == only}
+        b = {s: v for s, v in by_seed_b.items() if strata_b[s] == only}
+        design = (f"within {stratum_text(only)} only: {len(a)} vs {len(b)} runs "
+                  f"({len(by_seed_a) - len(a)} A and {len(by_seed_b) - len(b)} B runs under other conditions left out)")
+        return {**over_runs_test(a, b), **seed_power(a, b), "design": design, "confounded": None}
+    per_a = {k: [by_seed_a[s] for s in by_seed_a if strata_a[s] == k] for k in shared}
+    per_b = {k: [by_seed_b[s] for s in by_seed_b if strata_b[s] == k] for k in shared}
+    found = stratified_test({str(k): v for k, v in per_a.items()}, {str(k): v for k, v in per_b.items()})
+    kept_a, kept_b = sum(map(len, per_a.values())), sum(map(len, per_b.values()))
+    design = (f"stratified over the {len(shared)} run conditions both arms have: {kept_a} vs {kept_b} runs"
+              f" ({len(by_seed_a) - kept_a} A and {len(by_seed_b) - kept_b} B runs under other conditions left out)")
+    return {**found, "detectable_difference": None, **{f"seeds_for_{t:g}": None for t in TARGET_DIFFERENCES},
+            "design": design, "confounded": None}
+
+
 def compare_groups(a: tuple, b: tuple, kind: str, groups: dict[tuple, list[dict]]) -> dict:
-    """One comparison's row: the over-runs test and its power (primary), and where both sides saved
-    dev predictions on shared examples, the examples-level test (secondary)."""
+    """One comparison's row: the run conditions that differ between the arms; the over-runs test and its
+    power (primary) within the conditions the arms share; the stuck rates and their test; the test again
+    over the runs that learn (sensitivity); budget-capped runs; and where both sides saved dev predictions
+    on shared examples, the examples-level test (secondary). The words come later (``read_rows``), once the
+    family's p-values are adjusted."""
     runs_a, runs_b = groups[a], groups[b]
     by_seed_a, by_seed_b = dev_by_seed(runs_a), dev_by_seed(runs_b)
     row = {"kind": kind, "model": a[0], "data": a[1], "a": group_name(a), "b": group_name(b),
            "seeds_a": " ".join(map(str, sorted(by_seed_a))), "seeds_b": " ".join(map(str, sorted(by_seed_b))),
-           **over_runs_test(by_seed_a, by_seed_b), **seed_power(by_seed_a, by_seed_b),
-           "reused_search_runs": sum(r.get("reused", False) for r in runs_a + runs_b)}
+           "conditions_differ": differing_text(differing(runs_a, runs_b)) or "none",
+           **arms_test(runs_a, runs_b), "reused_search_runs": sum(r.get("reused", False) for r in runs_a + runs_b)}
+    stuck_a, stuck_b = [r for r in runs_a if stuck(r)], [r for r in runs_b if stuck(r)]
+    row.update({"stuck_a": f"{len(stuck_a)}/{len(runs_a)}", "stuck_b": f"{len(stuck_b)}/{len(runs_b)}",
+                "stuck_p": rates_test(len(stuck_a), len(runs_a), len(stuck_b), len(runs_b)) if stuck_a or stuck_b else None})
+    if stuck_a or stuck_b:
+        learning = arms_test([r for r in runs_a if not stuck(r)], [r for r in runs_b if not stuck(r)]) \
+            if len(stuck_a) < len(runs_a) and len(stuck_b) < len(runs_b) else {"delta": None, "p_value": None}
+        row.update({f"learning_{k}": learning.get(k) for k in ("delta", "ci_low", "ci_high", "p_value", "test", "design")})
+        row["learning_runs"] = f"{len(runs_a) - len(stuck_a)} / {len(runs_b) - len(stuck_b)}"
+        row["_learning"] = learning
+    row.update({"capped_a": f"{sum(map(capped, runs_a))}/{len(runs_a)}", "capped_b": f"{sum(map(capped, runs_b))}/{len(runs_b)}"})
     preds_a = [r["predictions"] for r in runs_a if r["predictions"]]
     preds_b = [r["predictions"] for r in runs_b if r["predictions"]]
     ids = sorted(set.intersection(*(set(p) for p in preds_a + preds_b))) if preds_a and preds_b else []
@@ -134,7 +193,42 @@ def compare_groups(a: tuple, b: tuple, kind: str, groups: dict[tuple, list[dict]
     return row
 
 
+def in_words(row: dict) -> str:
+    """The row's words from both outcomes: the difference over all runs (primary, Holm-adjusted) and, where
+    a side has stuck runs, the stuck rates and the difference among the runs that learn, e.g. 'below, through
+    stuck runs (4/10 vs 0/10); level among the runs that learn'."""
+    if row.get("confounded"):
+        return f"confounded with {row['confounded']}"
+    primary = row["reads"]
+    if row.get("stuck_p") is None:
+        return primary
+    stuck_text = f"stuck {row['stuck_a']} vs {row['stuck_b']}"
+    learning = row["learning_reads"]
+    among = (f"{learning} among the runs that learn" if not learning.startswith("untested")
+             else "no test among the runs that learn (a side has fewer than two)")
+    if primary in ("above", "below") and learning != primary:
+        return f"{primary}, through stuck runs ({stuck_text}); {among}"
+    return f"{primary} ({stuck_text}); {among}"
+
+
+def read_rows(rows: list[dict]) -> list[dict]:
+    """Adjust each test's p-values over the report's family (Holm: stats.holm; confounded pairs are not
+    read and stay out of it) and give each row its words."""
+    families = (("p_value", None), ("stuck_p", None), ("learning_p_value", "_learning"))
+    for column, _ in families:
+        values = [None if r.get("confounded") else r.get(column) for r in rows]
+        for r, adjusted in zip(rows, holm(values)):
+            r[f"{column}_holm"] = adjusted
+    for r in rows:
+        r["reads"] = reading(r, r["p_value_holm"]) if not r.get("confounded") else "confounded"
+        if "_learning" in r:
+            r["learning_reads"] = reading(r.pop("_learning"), r["learning_p_value_holm"])
+        r["in_words"] = in_words(r)
+        r["family_size"] = sum(1 for q in rows if q.get("p_value") is not None and not q.get("confounded"))
+    return rows
+
+
 def paired_rows(groups: dict[tuple, list[dict]], compare=()) -> tuple[list[dict], list[str]]:
     """(a row per comparison, lines naming the twins left unpaired and why)."""
     pairs, unpaired = comparisons(groups, compare)
-    return [compare_groups(a, b, kind, groups) for a, b, kind in pairs], unpaired
+    return read_rows([compare_groups(a, b, kind, groups) for a, b, kind in pairs]), unpaired

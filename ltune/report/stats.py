@@ -136,16 +136,33 @@ def over_runs_test(a: dict[int, float], b: dict[int, float]) -> dict:
     p = float(stats.permutation_test(samples, statistic, permutation_type=permutation, vectorized=True,
                                      n_resamples=RESAMPLES, alternative="two-sided", random_state=0).pvalue)
     exact = splits <= RESAMPLES
-    p_shows = p < 1 - CONFIDENCE
-    interval_shows = (low > 0 or high < 0) if spread else p_shows  # no spread: no t interval to weigh
-    if interval_shows and p_shows:
-        reads = "above" if delta > 0 else "below"
-    else:
-        reads = TESTS_DISAGREE if interval_shows or p_shows else "level"
     result.update({"test": name.format("exact " if exact else ""), "ci_low": low, "ci_high": high, "p_value": p,
-                   "p_exact": exact, "smallest_p": min(1.0, 2 / splits) if exact else MONTE_CARLO_FLOOR,
-                   "reads": reads})
+                   "p_exact": exact, "smallest_p": min(1.0, 2 / splits) if exact else MONTE_CARLO_FLOOR})
+    result["reads"] = reading(result)
     return result
+
+
+#: The words of a difference shown by the raw tests but not after the family's Holm correction.
+BEFORE_CORRECTION = "level (before correction only)"
+
+
+def reading(test: dict, adjusted_p: float | None = None) -> str:
+    """The words of a test's figures: 'above'/'below' need both the interval to exclude 0 and the p-value
+    (Holm-adjusted where given) below 5%; 'level (tests disagree)' where one of the two raw tests shows a
+    difference and the other does not; 'level (before correction only)' where both raw tests show it and
+    the adjusted p does not; else 'level'. Without an interval (every seed the same difference) p decides."""
+    p = test.get("p_value")
+    if p is None:
+        return "untested (one run on a side)"
+    alpha = 1 - CONFIDENCE
+    p_shows = p < alpha
+    low, high = test.get("ci_low"), test.get("ci_high")
+    interval_shows = (low > 0 or high < 0) if low is not None and low != high else p_shows
+    if not (interval_shows and p_shows):
+        return TESTS_DISAGREE if interval_shows or p_shows else "level"
+    if adjusted_p is not None and adjusted_p >= alpha:
+        return BEFORE_CORRECTION
+    return "above" if test["delta"] > 0 else "below"
 
 
 def _power(effect: np.ndarray, df: np.ndarray) -> np.ndarray:
@@ -231,3 +248,87 @@ def first_reaching(log: list[dict], target: float) -> tuple[int | None, float | 
         if "heldout" in record and record["heldout"]["accuracy"] >= target - 1e-12:
             return record["step"], record.get("elapsed")
     return None, None
+
+
+HOLM_TEXT = (
+    "One report, one family: the p-values of the report's comparisons are adjusted together with Holm's "
+    "step-down method (the i-th smallest of m raw p-values is multiplied by m − i + 1, then made non-decreasing "
+    "and capped at 1), separately for each of the three tests a row gives (all runs, stuck rates, runs that "
+    "learn). The words follow the adjusted p: a difference shown only before the correction reads 'level "
+    "(before correction only)'. A pair confounded with its run conditions is not read, so it is left out of "
+    "the family. The intervals are the unadjusted 95% ones."
+)
+
+
+def holm(p_values: list) -> list:
+    """Holm's step-down adjustment of a family of p-values (None entries are not in the family and stay
+    None): sorted ascending, the i-th (from 0) is multiplied by m − i, a running maximum keeps the
+    adjusted values in the raw order's rank order, and each is capped at 1."""
+    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted, running, m = list(p_values), 0.0, len(present)
+    for rank, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def rate_interval(k: int, n: int) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) 95% interval of a rate of k in n (scipy.stats.binomtest)."""
+    from scipy import stats
+
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def rates_test(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
+    """Two-sided Fisher exact test of two rates, k_a in n_a against k_b in n_b (scipy.stats.fisher_exact)."""
+    from scipy import stats
+
+    return float(stats.fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]]).pvalue)
+
+
+def stratified_test(a: dict, b: dict) -> dict:
+    """Δ and its test when each side's runs come from several strata (run conditions): ``a`` and ``b`` map
+    a stratum to that side's dev figures there (strata with runs on both sides only). Δ is the weighted
+    mean of the within-stratum differences, weights n_a n_b / (n_a + n_b); the p-value is a permutation
+    test that shuffles the A/B labels only within each stratum (exact when at most RESAMPLES label
+    assignments exist, else RESAMPLES random ones); the 95% CI is Student's t with the within-stratum
+    pooled variance (df = runs − 2 x strata)."""
+    from scipy import stats
+
+    strata = sorted(a)
+    values = [np.concatenate([np.asarray(a[s], float), np.asarray(b[s], float)]) for s in strata]
+    sizes = [(len(a[s]), len(b[s])) for s in strata]
+    weights = np.array([na * nb / (na + nb) for na, nb in sizes])
+
+    def statistic(labels):  # labels: per stratum, a boolean mask of the A runs
+        diffs = [v[m].mean() - v[~m].mean() for v, m in zip(values, labels)]
+        return float(np.dot(weights, diffs) / weights.sum())
+
+    observed = [np.arange(len(v)) < na for v, (na, _) in zip(values, sizes)]
+    delta = statistic(observed)
+    total = math.prod(comb(len(v), na) for v, (na, _) in zip(values, sizes))
+    exact = total <= RESAMPLES
+    if exact:
+        import itertools
+
+        choices = [[np.isin(np.arange(len(v)), c) for c in itertools.combinations(range(len(v)), na)]
+                   for v, (na, _) in zip(values, sizes)]
+        null = np.array([statistic(list(labels)) for labels in itertools.product(*choices)])
+    else:
+        rng = np.random.default_rng(0)
+        null = np.array([statistic([rng.permutation(m) for m in observed]) for _ in range(RESAMPLES)])
+    extreme = np.sum(np.abs(null) >= abs(delta) - 1e-12)
+    p = float(extreme / len(null)) if exact else float(min(1.0, (extreme + 1) / (len(null) + 1) * 1.0))
+    residuals = np.concatenate([np.concatenate([v[m] - v[m].mean(), v[~m] - v[~m].mean()])
+                                for v, m in zip(values, observed)])
+    df = len(residuals) - 2 * len(strata)
+    result = {"delta": delta, "p_value": p, "p_exact": exact, "smallest_p": (min(1.0, 2 / total) if exact else MONTE_CARLO_FLOOR),
+              "test": f"stratified ({len(strata)} run conditions) {'exact ' if exact else ''}permutation + t",
+              "ci_low": None, "ci_high": None}
+    if df > 0 and np.any(residuals):
+        pooled = float(np.sum(residuals ** 2) / df)
+        se = math.sqrt(pooled * float(np.sum(weights ** 2 * np.array([1 / na + 1 / nb for na, nb in sizes])))) / weights.sum()
+        half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
+        result.update({"ci_low": max(delta - half, -1.0), "ci_high": min(delta + half, 1.0)})
+    return result

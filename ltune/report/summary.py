@@ -4,7 +4,9 @@ the runs stopped, costs, efficiency as the paper means it, classes a run never p
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 
+from ltune.report.conditions import conditions_of
 from ltune.report.stats import first_reaching, mean_ci, metric_range
 
 METHOD_ORDER = ["prefix", "prompt", "l_prefix", "l_prompt"]
@@ -53,6 +55,58 @@ def never_predicted(run: dict) -> list[str]:
             for c in sorted(gold - predicted, key=str)]
 
 
+#: A run is *stuck* when it never left the majority class: at least this share of its dev predictions
+#: fall on one class, or its accuracy (dev, or best held-out where the run recorded the held-out
+#: majority rate) is within one binomial standard error of the majority class's rate. A stuck run is
+#: its own outcome (the method failed to start learning), reported beside the mean, not only in it.
+STUCK_SHARE = 0.95
+#: A run is *budget-capped* when it stopped at its step budget (not by early stopping) with its best
+#: held-out step in the last tenth of that budget: it was still improving when it was cut off.
+CAPPED_TAIL = 0.1
+STUCK_TEXT = (
+    f"Stuck: a run that never left the majority class — at least {STUCK_SHARE:.0%} of its dev predictions on one "
+    "class, or its dev accuracy (or its best held-out accuracy, where the run recorded the held-out majority rate) "
+    "within one binomial SE of the majority class's rate. A stuck run is a different outcome from a run that learns "
+    "less well, so each cell gives its stuck rate (k/n, exact 95% interval) and each pair tests the two rates "
+    "(Fisher's exact test) and gives its difference twice: over all runs (primary) and over the runs that learn "
+    "(a sensitivity analysis, same tests).")
+CAPPED_TEXT = (
+    f"Budget-capped: the run stopped at its step budget (not by early stopping) with its best held-out step in the "
+    f"last {CAPPED_TAIL:.0%} of it, so it was still improving; a cell with capped runs may be cut off, not worse "
+    "(the tuning sweeper can grow a capped cell's budget: hydra.sweeper.max_budget_growths).")
+
+
+def stuck(run: dict) -> bool:
+    """Whether the run never left the majority class (STUCK_SHARE)."""
+    from ltune.report.stats import binomial_se
+
+    predictions = list(run.get("predictions", {}).values())
+    if predictions:
+        predicted = Counter(p for p, _ in predictions)
+        if max(predicted.values()) >= STUCK_SHARE * len(predictions):
+            return True
+    majority = run["dev"].get("majority_rate")
+    if majority is None and predictions:
+        majority = max(Counter(y for _, y in predictions).values()) / len(predictions)
+    examples = run["dev"].get("examples") or len(predictions)
+    if majority is not None and examples and run["dev"].get("accuracy") is not None:
+        if run["dev"]["accuracy"] <= majority + binomial_se(majority, examples):
+            return True
+    heldout = run.get("selection", {}).get("metrics", {})
+    if heldout.get("majority_rate") is not None and heldout.get("examples"):
+        return heldout["accuracy"] <= heldout["majority_rate"] + binomial_se(heldout["majority_rate"], heldout["examples"])
+    return False
+
+
+def capped(run: dict) -> bool:
+    """Whether the run was cut off by its step budget while still improving (CAPPED_TAIL)."""
+    stopped, best = run.get("stopped", {}), run.get("selection", {}).get("best_step")
+    budget = stopped.get("budget_steps")
+    if stopped.get("reason", "max_steps") == "early_stopping" or not budget or best is None:
+        return False
+    return best >= (1 - CAPPED_TAIL) * budget
+
+
 def learning_rate(run: dict):
     lr = run["settings"].get("trainer.lr")
     return run["settings"].get("method.lr") if lr is None else lr
@@ -76,9 +130,24 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
         row["lr"] = lrs[0] if len(lrs) == 1 else " ".join(map(str, lrs))
         row["never_predicted"] = "; ".join(f"s{r['seed']}: {', '.join(never_predicted(r))}"
                                            for r in runs if never_predicted(r))
+        row.update(stuck_figures(runs))
+        row["budget_capped"] = sum(capped(r) for r in runs)
         row.update(_costs(runs))
         rows.append(row)
     return rows
+
+
+def stuck_figures(runs: list[dict]) -> dict:
+    """The group's stuck runs: how many, their seeds, the exact 95% interval of the rate, and the mean dev
+    accuracy of the runs that learn."""
+    from ltune.report.stats import rate_interval
+
+    found = [r for r in runs if stuck(r)]
+    low, high = rate_interval(len(found), len(runs))
+    learning = [r["dev"]["accuracy"] for r in runs if not stuck(r) and "accuracy" in r["dev"]]
+    return {"stuck": len(found), "stuck_seeds": " ".join(str(r["seed"]) for r in found),
+            "stuck_rate_ci_low": low, "stuck_rate_ci_high": high,
+            "learning_dev_accuracy_mean": statistics.fmean(learning) if learning else None}
 
 
 def _costs(runs: list[dict]) -> dict:
@@ -167,12 +236,14 @@ def run_rows(runs: list[dict], variants: dict[str, str], folder, size_settings: 
                      "best_heldout_step": selection.get("best_step"), "stop_reason": stopped.get("reason", "max_steps"),
                      "stopped_at_step": stopped.get("step", run.get("steps")),
                      **{f"dev_{m}": run["dev"].get(m) for m in DEV_METRICS if m in run["dev"]},
-                     "never_predicted": ", ".join(never_predicted(run)),
+                     "never_predicted": ", ".join(never_predicted(run)), "stuck": stuck(run),
+                     "budget_capped": capped(run),
                      # The L-methods' label texts (data.label_text_kind) and the labels whose scores tied.
                      "label_text_kind": run.get("label_text_kind", "configured"),
                      "tied_labels": "; ".join(" = ".join(map(str, g)) for g in run.get("tied_labels", [])),
                      "train_seconds": timing.get("train_seconds"), "total_seconds": timing.get("total_seconds"),
-                     "machine": machine_name(run)})
+                     "machine": machine_name(run),
+                     **{k: v for k, v in conditions_of(run).items() if k != "machine"}})
     return rows
 
 

@@ -55,6 +55,12 @@ def mean_cell(row: dict, metric: str) -> str:
             cell += f"; n={row['runs']}: too few seeds for an interval to mean much"
     if row.get("reused_search_runs"):
         cell += f"; ‡ {row['reused_search_runs']} reused search run"
+    if row.get("stuck"):
+        cell += (f"; stuck {row['stuck']}/{row['runs']} [{row['stuck_rate_ci_low']:.2f}, {row['stuck_rate_ci_high']:.2f}]"
+                 + (f", the others {row['learning_dev_accuracy_mean']:.3f}" if row.get("learning_dev_accuracy_mean")
+                    is not None and metric == "accuracy" else ""))
+    if row.get("budget_capped"):
+        cell += f"; budget-capped {row['budget_capped']}/{row['runs']}"
     return cell
 
 
@@ -85,31 +91,57 @@ def _signed(value) -> str:
     return "–" if value is None else f"{value:+.4f}"
 
 
+def _p_pair(raw, adjusted, exact=False) -> str:
+    return "–" if raw is None else f"{p_text(raw, exact)} / {p_text(adjusted, exact)}"
+
+
 def paired_table(rows: list[dict]) -> str:
-    seeds_for = " / ".join(f"{t:g}" for t in TARGET_DIFFERENCES)
-    lines = ["| model / data | A | B | reads | Δ accuracy (A − B) | 95% CI over runs | p over runs | test | smallest p | "
-             f"detectable Δ (80% power) | seeds for {seeds_for} | examples-level 95% CI (given these runs) | "
-             "examples-level p | seeds A / B |", "|" + "---|" * 14]
+    """The comparisons' words and figures: one row per pair (the details are in ``paired_details_table``)."""
+    lines = ["| model / data | A | B | reads | Δ accuracy (A − B) | 95% CI over runs | p over runs (raw / Holm) | "
+             "stuck A vs B (Fisher p raw / Holm) | Δ among the runs that learn [95% CI] (p raw / Holm) | "
+             "budget-capped A / B | run conditions that differ |", "|" + "---|" * 11]
     for r in rows:
         ci = "–" if r["ci_low"] is None else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+        flag = " ‡" if r.get("reused_search_runs") else ""
+        stuck = f"{r['stuck_a']} vs {r['stuck_b']}" + (
+            f" ({_p_pair(r['stuck_p'], r.get('stuck_p_holm'), True)})" if r.get("stuck_p") is not None else "")
+        if r.get("learning_delta") is not None:
+            learning_ci = ("" if r.get("learning_ci_low") is None
+                           else f" [{r['learning_ci_low']:+.4f}, {r['learning_ci_high']:+.4f}]")
+            learning = (f"{r['learning_delta']:+.4f}{learning_ci} "
+                        f"({_p_pair(r.get('learning_p_value'), r.get('learning_p_value_holm'))}; runs {r['learning_runs']})")
+        else:
+            learning = "–" if r.get("stuck_p") is None else "– (a side has fewer than two runs that learn)"
+        lines.append(f"| {r['model']} / {r['data']} | {r['a']} | {r['b']} | **{r['in_words']}**{flag} | "
+                     f"{r['delta']:+.4f} | {ci} | {_p_pair(r['p_value'], r.get('p_value_holm'), r['p_exact'])} | "
+                     f"{stuck} | {learning} | {r['capped_a']} / {r['capped_b']} | {r['conditions_differ']} |")
+    return "\n".join(lines)
+
+
+def paired_details_table(rows: list[dict]) -> str:
+    seeds_for = " / ".join(f"{t:g}" for t in TARGET_DIFFERENCES)
+    lines = ["| model / data | A | B | test | runs compared | smallest p | detectable Δ (80% power) | "
+             f"seeds for {seeds_for} | examples-level 95% CI (given these runs) | examples-level p | seeds A / B |",
+             "|" + "---|" * 11]
+    for r in rows:
         examples_ci = (f"[{r['examples_ci_low']:+.4f}, {r['examples_ci_high']:+.4f}] ({r['examples']} examples)"
                        if "examples_ci_low" in r else "– (no shared predictions)")
-        needed = " / ".join(fmt(r[f"seeds_for_{t:g}"]) for t in TARGET_DIFFERENCES)
-        flag = " ‡" if r.get("reused_search_runs") else ""
-        lines.append(f"| {r['model']} / {r['data']} | {r['a']} | {r['b']} | **{r['reads']}**{flag} | "
-                     f"{r['delta']:+.4f} | {ci} | {p_text(r['p_value'], r['p_exact'])} | {fmt(r['test'])} | "
-                     f"{fmt(r['smallest_p'], 4)} | {fmt(r['detectable_difference'], 4)} | {needed} | {examples_ci} | "
+        needed = " / ".join(fmt(r.get(f"seeds_for_{t:g}")) for t in TARGET_DIFFERENCES)
+        lines.append(f"| {r['model']} / {r['data']} | {r['a']} | {r['b']} | {fmt(r['test'])} | {r['design']} | "
+                     f"{fmt(r['smallest_p'], 4)} | {fmt(r.get('detectable_difference'), 4)} | {needed} | {examples_ci} | "
                      f"{p_text(r.get('examples_p'))} | {r['seeds_a']} / {r['seeds_b']} |")
     return "\n".join(lines)
 
 
 def stopping_table(rows: list[dict]) -> str:
     lines = ["| model / data | method | lr | budget steps | stopped at (mean) | why (runs) | best held-out step (mean) | "
-             "best held-out score (mean) |", "|---|---|---|---|---|---|---|---|"]
+             "best held-out score (mean) | budget-capped |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        capped = f"**budget-capped {r['budget_capped']}/{r['runs']}**" if r.get("budget_capped") else "–"
         lines.append(f"| {r['model']} / {r['data']} | {method_name(r)} | {lr_text(r['lr'])} | {fmt(r['budget_steps'], 0)} | "
                      f"{fmt(r['steps'], 0)} | {r['stop_reasons']} | {fmt(r['best_step'], 0)} | "
-                     f"{fmt(r['heldout_best_mean'])} ({r.get('selected_on', 'accuracy')}) |")
+                     f"{fmt(r['heldout_best_mean'])} ({r.get('selected_on', 'accuracy')}) | "
+                     f"{capped} |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from ltune.data.label_texts import NEUTRAL_WORDS, label_texts_of, meaningless, permuted, token_count
+from ltune.data.label_texts import (NEUTRAL_WORDS, label_first, label_texts_of, meaningless, permuted, shared_start,
+                                    token_count)
 from ltune.errors import LtuneError
 from tests.conftest import run_cli
 from tests.tiny import tokenizer as bert_tokenizer
@@ -111,3 +112,14 @@ def test_a_bad_kind_is_one_line_exit_2_and_nothing_written(tmp_path):
     assert code == 2 and err.count("\n") == 1 and err.startswith("ltune: ")
     assert "label_text_kind" in err and "permuted" in err and "meaningless" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_label_first_puts_the_words_that_set_a_text_apart_in_front():
+    sst2 = ["the sentiment of this review is negative", "the sentiment of this review is positive"]
+    assert label_first(sst2) == ["negative: the sentiment of this review is negative",
+                                 "positive: the sentiment of this review is positive"]
+    assert label_first(["sports", "cooking"]) == ["sports", "cooking"]  # already apart at the first word
+    assert label_texts_of(data_cfg(sst2, "label_first"), bert_tokenizer()) == label_first(sst2)
+    for data, texts in SHIPPED.items():  # every shipped set ends up apart at its first word
+        firsts = [t.split()[0] for t in label_first(texts)]
+        assert len(set(firsts)) == len(firsts) or not shared_start(texts), data

@@ -57,12 +57,13 @@ class LPrompt(LabelConditioned):
         return float(prompts.norm(dim=-1).mean()), float(words.norm(dim=-1).mean())
 
     def start_warnings(self) -> list[str]:
+        found = super().start_warnings()
         if self.config.init != "identity" or self.backbone.arch.embeddings_normalised:
-            return []
+            return found
         prompt, words = self.prompt_and_word_norms()
         if 1 / SCALE_MISMATCH <= prompt / words <= SCALE_MISMATCH:
-            return []
-        return [f"ltune: warning: L-prompt's identity start puts the label texts' last states (mean norm {prompt:.1f}) "
+            return found
+        return found + [f"ltune: warning: L-prompt's identity start puts the label texts' last states (mean norm {prompt:.1f}) "
                 f"where word embeddings (mean norm {words:.1f}) go, and this model adds its input embeddings to its "
                 f"layers unnormalised, so the frozen model first reads the pairs unlike any text; method.init=text "
                 f"starts each label's prompt as its label text's own word embeddings "

@@ -10,7 +10,7 @@ STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test test-slow coverage train wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-label-semantics reproduce-learning-curve reproduce-paper
+.PHONY: install lock test test-slow coverage train reports wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-label-semantics reproduce-learning-curve reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ coverage:
 train:
 	HF_HUB_OFFLINE=1 $(BIN)/ltune train
 
+# Every study's reports again from its committed runs (studies/*/reports.txt): commit what changes with the
+# report code that changed it. `STUDIES=sst2_seeds` for one; tests/studies/test_reports.py checks they regenerate.
+STUDIES ?=
+reports:
+	$(BIN)/python scripts/regenerate_reports.py $(STUDIES)
+
 # The built wheel, installed into a throw-away venv (its dependencies seen from $(VENV)), run from
 # outside the repository: the configs ship inside the package.
 wheel-smoke:
@@ -97,24 +103,24 @@ reproduce-offline-lora:
 	  hydra.sweep.dir=$(SWEEP)/lora
 	$(BIN)/ltune report $(SWEEP)
 
-# SST-2 on SmolLM2-135M (issue 23; docs/offline_table_smollm2/PLAN.md): a pilot sizes the step budget
-# (scripts/pilot_budget.py), then the tuned sweep (10 unselected seeds), the arm started from real
+# SST-2 on SmolLM2-135M (issue 23; studies/offline_table_smollm2/PLAN.md): a pilot sizes the step budget
+# (studies/offline_table_smollm2/scripts/pilot_budget.py), then the tuned sweep (10 unselected seeds), the arm started from real
 # words (text_init/: prefix, L-prefix and L-prompt with method.init=text; the plan's amendments) and
-# their reports. Commit the finished runs' small files under docs/offline_table_smollm2/ (after
+# their reports. Commit the finished runs' small files under studies/offline_table_smollm2/ (after
 # scripts/compact_runs.py, which gzips their logs and predictions); the same command continues the sweep.
-SMOLLM2_DIR ?= docs/offline_table_smollm2
+SMOLLM2_DIR ?= studies/offline_table_smollm2
 # Its precision stays the experiment's (bf16), so the sweep continues on any machine as one config.
 JOBS_OVERRIDES = $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1)
 reproduce-smollm2:
 	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (SST-2/)" >&2; exit 2; }
 	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=smollm2_pilot $(JOBS_OVERRIDES) \
 	  hydra.sweep.dir=$(SMOLLM2_DIR)/pilot
-	$(BIN)/python scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot
+	$(BIN)/python studies/offline_table_smollm2/scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot
 	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2 \
-	  $$($(BIN)/python scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot --override --no-write) $(JOBS_OVERRIDES) \
+	  $$($(BIN)/python studies/offline_table_smollm2/scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot --override --no-write) $(JOBS_OVERRIDES) \
 	  hydra.sweep.dir=$(SMOLLM2_DIR)/runs
 	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=offline_table_smollm2_text_init \
-	  $$($(BIN)/python scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot --override --no-write) $(JOBS_OVERRIDES) \
+	  $$($(BIN)/python studies/offline_table_smollm2/scripts/pilot_budget.py $(SMOLLM2_DIR)/pilot --override --no-write) $(JOBS_OVERRIDES) \
 	  hydra.sweep.dir=$(SMOLLM2_DIR)/text_init
 	$(BIN)/ltune report $(SMOLLM2_DIR)/runs
 	$(BIN)/ltune report $(SMOLLM2_DIR)/text_init with=$(SMOLLM2_DIR)/runs compare=l_prompt:prompt
@@ -143,14 +149,14 @@ reproduce-sst2-seeds:
 	  hydra.sweep.dir=$(SST2_SEEDS_SWEEP)
 	$(BIN)/ltune report $(SST2_SEEDS_SWEEP) compare=peft_lora:prefix
 
-# Does the label text's meaning matter? (issue 23, part 2; docs/label_semantics/PLAN.md): L-prefix and
+# Does the label text's meaning matter? (issue 23, part 2; studies/label_semantics/PLAN.md): L-prefix and
 # L-prompt on minilm SST-2 and the demo with configured, permuted and meaningless label texts
 # (data.label_text_kind), each cell tuned on held-out with 10 unselected replicates; then dev of every
 # configured replicate under two paraphrased wordings (ltune eval label_texts=, collected by
-# scripts/label_paraphrases.py), then the report into docs/label_semantics/. Re-running continues.
+# studies/label_semantics/scripts/label_paraphrases.py), then the report into studies/label_semantics/. Re-running continues.
 # Your own data: LABEL_SEMANTICS_ARGS="--config-dir <folder> data=<config>" and
 # LABEL_SEMANTICS_WORDINGS=<json {data: {wording: [label texts]}}>.
-LABEL_SEMANTICS_SWEEP ?= docs/label_semantics/runs
+LABEL_SEMANTICS_SWEEP ?= studies/label_semantics/runs
 LABEL_SEMANTICS_ARGS ?=
 LABEL_SEMANTICS_WORDINGS ?=
 reproduce-label-semantics:
@@ -158,17 +164,17 @@ reproduce-label-semantics:
 	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=label_semantics $(LABEL_SEMANTICS_ARGS) \
 	  $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1) \
 	  hydra.sweep.dir=$(LABEL_SEMANTICS_SWEEP)
-	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/python scripts/label_paraphrases.py $(LABEL_SEMANTICS_SWEEP) \
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/python studies/label_semantics/scripts/label_paraphrases.py $(LABEL_SEMANTICS_SWEEP) \
 	  --out $(dir $(LABEL_SEMANTICS_SWEEP))paraphrases.csv $(if $(LABEL_SEMANTICS_WORDINGS),--wordings $(LABEL_SEMANTICS_WORDINGS))
 	$(BIN)/ltune report $(dir $(LABEL_SEMANTICS_SWEEP))
 
-# Dev accuracy against training size (issue 23, part 3; docs/learning_curve/PLAN.md): the four methods
+# Dev accuracy against training size (issue 23, part 3; studies/learning_curve/PLAN.md): the four methods
 # and LoRA at 32, 128, 512 and 2,048 texts, one tuning sweep per size (ltune/conf/train_size: the cap,
 # held-out slice, step budget and seeds of a size) into LEARNING_CURVE_SWEEP/<size>, then one report over
 # the sweep folder's parent (the curve, and each L-method against its twin at every size). Your own
 # data: LEARNING_CURVE_DATA=<data config> LEARNING_CURVE_ARGS="--config-dir <folder with data/<config>.yaml>".
 # Re-running the same command skips finished jobs and resumes unfinished ones.
-LEARNING_CURVE_SWEEP ?= docs/learning_curve/runs
+LEARNING_CURVE_SWEEP ?= studies/learning_curve/runs
 LEARNING_CURVE_SIZES ?= n32 n128 n512 n2048
 LEARNING_CURVE_DATA ?= sst2
 LEARNING_CURVE_ARGS ?=

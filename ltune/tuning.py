@@ -31,6 +31,7 @@ unfinished ones. Any launcher works (basic, joblib, submitit, SLURM).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -46,7 +47,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from ltune.report.choices import CHOICES_TEXT, choices_table, edge_of, lr_text, scores_of, won_outright
+from ltune.report.choices import CHOICES_TEXT, choices_table, lr_text
 
 
 def selection_text(metric: str) -> str:
@@ -56,6 +57,8 @@ def selection_text(metric: str) -> str:
 
 #: Config groups: a cell names its choice of these by value.
 GROUPS = ("model", "data", "method")
+#: The axis every search has: the learning rate (a point's first coordinate).
+LR = "trainer.lr"
 
 
 def cell_name(cell: Sequence[str], varying: set[str] = frozenset()) -> str:
@@ -79,12 +82,72 @@ def extension_past_edge(space: list[float], edge: str) -> float:
     return float(f"{lr:.3g}")
 
 
+def is_numeric(values: list) -> bool:
+    """An axis whose values are all numbers (not booleans) grows at its edges; any other is categorical."""
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def value_past_edge(values: list, edge: str):
+    """The next value of a numeric axis past ``edge`` with the ratio of its two outermost values there:
+    a float to three significant figures, an integer rounded (None where that gives no new positive
+    integer)."""
+    if all(isinstance(v, int) for v in values):
+        points = sorted(set(values))
+        ratio = points[0] / points[1] if edge == "bottom" else points[-1] / points[-2]
+        value = round((points[0] if edge == "bottom" else points[-1]) * ratio)
+        return value if value >= 1 and value not in points else None
+    return extension_past_edge([float(v) for v in values], edge)
+
+
+#: A value that can stand in a folder name as it is; others are named by their place in the axis.
+PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.+-]{1,24}")
+
+
+def value_text(value) -> str:
+    """A value as an override writes it (true/false, 0.0003 as 0.0003; text with spaces or Hydra's
+    special characters quoted)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = str(value)
+    if isinstance(value, str) and not PLAIN_VALUE.fullmatch(text):
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return text
+
+
+def point_overrides(point: tuple) -> list[str]:
+    return [f"{key}={value_text(value)}" for key, value in point]
+
+
+def point_tag(point: tuple, axes: dict | None = None) -> str:
+    """A search point in a folder name: _lr0.001, then _<last part of each other key>-<value>; a value
+    that is no plain word (e.g. a sentence) by its place in its axis (``axes``): _init_text-v1."""
+    parts = []
+    for key, value in point:
+        text = value_text(value)
+        if key == LR:
+            parts.append(f"_lr{text}")
+            continue
+        if not PLAIN_VALUE.fullmatch(text):
+            values = (axes or {}).get(key, [])
+            text = (f"v{values.index(value)}" if value in values
+                    else "v" + hashlib.sha1(str(value).encode()).hexdigest()[:8])  # the same on every run
+        parts.append(f"_{key.rsplit('.', 1)[-1]}-{text}")
+    return re.sub(r"[^A-Za-z0-9_.+-]", "-", "".join(parts))
+
+
+def point_text(point: tuple) -> str:
+    return ", ".join(f"{'lr' if k == LR else k}={value_text(v)}" for k, v in point)
+
+
 @dataclasses.dataclass
 class Job:
     cell: tuple
     overrides: list
     folder: str  # relative to the sweep folder
     budget: tuple = ()  # the cell's grown step budget (an override), () for the configured one
+    point: tuple = ()  # the search point ((key, value), ...), () for a replicate
 
     def metrics(self, sweep_dir: Path) -> dict | None:
         path = sweep_dir / self.folder / "metrics.json"
@@ -99,7 +162,8 @@ class TuneSweeper(Sweeper):
 
     def __init__(self, params=None, search_seeds=(0,), seeds=(1, 2, 3), search: bool = True,
                  reuse_search_runs: bool = False, lr_search=None, max_grid_extensions: int = 2,
-                 chosen_from: Optional[str] = None, max_budget_growths: int = 0, budget_growth: float = 2.0):
+                 chosen_from: Optional[str] = None, max_budget_growths: int = 0, budget_growth: float = 2.0,
+                 axes=None, allow_unequal_budgets: bool = False):
         self.params = dict(params or {})
         self.search_seeds = list(search_seeds)
         self.earlier_cells: list = []  # tuning.json's cells when the sweep started (sweep())
@@ -110,8 +174,13 @@ class TuneSweeper(Sweeper):
         self.lr_search = dict(lr_search or {})
         self.chosen_from = Path(str(chosen_from)) if chosen_from else None
         self.max_budget_growths, self.budget_growth = max_budget_growths, budget_growth
+        to_plain = lambda v: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v  # noqa: E731
+        self.axes = {str(m): {str(k): list(to_plain(v)) for k, v in to_plain(a).items()}
+                     for m, a in (to_plain(axes) or {}).items()}
+        self.allow_unequal_budgets = allow_unequal_budgets
         self.budgets: dict[tuple, tuple] = {}  # per cell: the override of its grown step budget
         self.growths: dict[tuple, list] = {}  # per cell: why and how its budget grew
+        self.cell_axes: dict[tuple, dict] = {}  # per cell: {key: values searched} (the learning rate first)
         self.config = self.launcher = self.config_loader = None
         self.varying: set[str] = set()
 
@@ -150,6 +219,16 @@ class TuneSweeper(Sweeper):
         key, _, value = budget[0].partition("=")
         return f"_{'epochs' if key == 'trainer.epochs' else 'steps'}{value}"
 
+    def search_axes(self, cell: tuple) -> dict:
+        """{key: values} the cell searches: the learning rate (the method's lr_search, or the sweeper's
+        lr_search for that method; method.lr alone without a search), then the sweeper's axes for the
+        cell's method (hydra.sweeper.axes), in the order given."""
+        cfg = self.job_config(cell)
+        method = str(cfg.method.name)
+        space = (self.lr_search or {}).get(method, cfg.method.lr_search)
+        lrs = [float(lr) for lr in space] if self.search else [float(cfg.method.lr)]
+        return {LR: lrs, **(self.axes.get(method, {}) if self.search else {})}
+
     def launch(self, jobs: list[Job], first_index: int) -> None:
         if not jobs:
             return
@@ -170,20 +249,47 @@ class TuneSweeper(Sweeper):
                   file=sys.stderr)
             raise SystemExit(2)
 
-    def search_jobs(self, cell: tuple, lrs: list[float]) -> list[Job]:
-        budget = self.budgets.get(cell, ())
-        return [Job(cell, [*cell, *budget, f"trainer.lr={lr_text(lr)}", f"seed={seed}"],
-                    f"search/{self.name(cell)}{self.budget_suffix(cell)}_lr{lr_text(lr)}_s{seed}", budget)
-                for lr, seed in itertools.product(lrs, self.search_seeds)]
+    def comparison_of(self, cell: tuple) -> tuple:
+        """The cell's overrides but its method: the cells of one comparison share them."""
+        return tuple(o for o in cell if o.partition("=")[0] != "method")
 
-    def search_runs(self, cell: tuple, lr: float, search_jobs: list[Job], sweep_dir: Path) -> list[dict]:
-        """The metrics of the cell's finished search runs at ``lr`` under its current step budget."""
+    def check_budgets(self, cells: list[tuple], spaces: dict) -> dict[tuple, str]:
+        """Equal tuning budgets: within one comparison (cells that differ in the method only) every cell
+        searches the same number of points with the same search seeds. Unequal ones are one ``ltune:``
+        line before anything is written, unless allow_unequal_budgets; then {cell: flag} names them."""
+        flags, by_comparison = {}, {}
+        for cell in cells:
+            by_comparison.setdefault(self.comparison_of(cell), []).append(cell)
+        for comparison, members in by_comparison.items():
+            sizes = {self.name(cell): len(spaces[cell]) for cell in members}
+            if len(set(sizes.values())) < 2:
+                continue
+            listed = ", ".join(f"{name} {n}" for name, n in sizes.items())
+            if not self.allow_unequal_budgets:
+                print(f"ltune: unequal tuning budgets in one comparison (search points per cell: {listed}); give every "
+                      "method the same number of points (method.lr_search, hydra.sweeper.lr_search, hydra.sweeper.axes) "
+                      "or set hydra.sweeper.allow_unequal_budgets=true (tuning.md and the report then flag it)",
+                      file=sys.stderr)
+                raise SystemExit(2)
+            for cell in members:
+                flags[cell] = f"{len(spaces[cell])} search points where its comparison has {listed}"
+        return flags
+
+    def search_jobs(self, cell: tuple, points: list[tuple]) -> list[Job]:
+        budget = self.budgets.get(cell, ())
+        return [Job(cell, [*cell, *budget, *point_overrides(point), f"seed={seed}"],
+                    f"search/{self.name(cell)}{self.budget_suffix(cell)}{point_tag(point, self.cell_axes.get(cell))}_s{seed}",
+                    budget, point)
+                for point, seed in itertools.product(points, self.search_seeds)]
+
+    def search_runs(self, cell: tuple, point: tuple, search_jobs: list[Job], sweep_dir: Path) -> list[dict]:
+        """The metrics of the cell's finished search runs at ``point`` under its current step budget."""
         found = [job.metrics(sweep_dir) for job in search_jobs if job.cell == cell
-                 and job.budget == self.budgets.get(cell, ()) and f"trainer.lr={lr_text(lr)}" in job.overrides]
+                 and job.budget == self.budgets.get(cell, ()) and job.point == point]
         return [m for m in found if m]
 
     def grown_budget(self, cell: tuple, chosen: dict, search_jobs: list[Job], sweep_dir: Path) -> dict | None:
-        """When most search runs at the cell's chosen rate were cut off by the step budget while still
+        """When most search runs at the cell's chosen point were cut off by the step budget while still
         improving (report.summary.capped) and the cell has growths left (max_budget_growths): the next
         budget, ``budget_growth`` times the current one (trainer.epochs, or trainer.max_steps where no
         epochs are set), with why and what searching the grid again there costs. Else None."""
@@ -191,7 +297,8 @@ class TuneSweeper(Sweeper):
 
         if not self.search or chosen["chosen_lr"] is None or len(self.growths[cell]) >= self.max_budget_growths:
             return None
-        runs = self.search_runs(cell, chosen["chosen_lr"], search_jobs, sweep_dir)
+        point = chosen_point(chosen)
+        runs = self.search_runs(cell, point, search_jobs, sweep_dir)
         cut = [m for m in runs if capped(m)]
         if not runs or 2 * len(cut) <= len(runs):
             return None
@@ -203,20 +310,30 @@ class TuneSweeper(Sweeper):
                     if job.cell == cell and job.budget == self.budgets.get(cell, ()) for m in [job.metrics(sweep_dir)] if m)
         budget_steps = cut[0].get("stopped", {}).get("budget_steps")
         return {"override": f"{key}={grown}", "from": f"{key}={current}",
-                "because": (f"{len(cut)} of {len(runs)} search runs at lr {lr_text(chosen['chosen_lr'])} stopped at the "
+                "because": (f"{len(cut)} of {len(runs)} search runs at {point_text(point)} stopped at the "
                             f"{budget_steps}-step budget with their best held-out step in its last tenth "
                             f"(best steps {', '.join(str(m['selection'].get('best_step')) for m in cut)})"),
-                "runs": len(chosen["search_space"]) * len(self.search_seeds),
+                "runs": chosen["search_configurations"] * len(self.search_seeds),
                 "estimated_seconds": round(spent * grown / current, 1)}
 
-    def extension(self, chosen: dict, extended: list[float]) -> float | None:
-        """The point to add past the edge a cell's choice sits at, when it won there outright and the
-        cell has extensions left; else None."""
-        edge = edge_of(chosen["search_space"], chosen["chosen_lr"])
-        if not self.search or not edge or len(extended) >= self.max_grid_extensions:
-            return None
-        return extension_past_edge(chosen["search_space"], edge) if won_outright(scores_of(chosen),
-                                                                                 chosen["chosen_lr"]) else None
+    def extensions(self, cell: tuple, chosen: dict, points: list[tuple], extended: list) -> list[tuple]:
+        """The points to add past the edges the cell's choice sits at: for each numeric axis whose chosen
+        value is that axis's smallest or largest, when the choice won outright (a tie is no evidence) and
+        the axis has extensions left (max_grid_extensions), the chosen point with that axis one step past
+        its edge (the grid's ratio there). The other axes keep the chosen values."""
+        if not self.search or chosen["chosen_lr"] is None or not won_point_outright(chosen):
+            return []
+        best = chosen_point(chosen)
+        added = []
+        for i, (key, value) in enumerate(best):
+            values = sorted({p[i][1] for p in points})
+            if not is_numeric(values) or len(values) < 2 or sum(k == key for k, _ in extended) >= self.max_grid_extensions:
+                continue
+            edge = "bottom" if value == values[0] else "top" if value == values[-1] else None
+            new = value_past_edge(values, edge) if edge else None
+            if new is not None:
+                added.append(tuple((k, new if j == i else v) for j, (k, v) in enumerate(best)))
+        return added
 
     def earlier_choices(self, cells: list[tuple]) -> dict:
         """Per cell, the choice of the sweep named by ``chosen_from`` for the cell of the same name.
@@ -238,11 +355,11 @@ class TuneSweeper(Sweeper):
                                           "reused_runs": [], "chosen_in": shown}, earlier) for cell in cells}
 
     def final_jobs(self, cells: list[tuple], tuning: dict) -> list[Job]:
-        """The replicates at each cell's chosen rate, seed by seed across cells (seed 1 of every
+        """The replicates at each cell's chosen point, seed by seed across cells (seed 1 of every
         cell, then seed 2, ...): a launcher that runs them in order and stops part-way leaves the
         cells with the same seeds done, and a sweep continued on another machine gives every cell
         the same machines."""
-        return [Job(cell, [*cell, *self.budgets.get(cell, ()), f"trainer.lr={lr_text(tuning[cell]['chosen_lr'])}",
+        return [Job(cell, [*cell, *self.budgets.get(cell, ()), *point_overrides(chosen_point(tuning[cell])),
                            f"seed={seed}"], f"final/{self.name(cell)}{self.budget_suffix(cell)}_s{seed}",
                     self.budgets.get(cell, ()))
                 for seed in self.seeds for cell in cells if tuning[cell]["chosen_lr"] is not None
@@ -259,16 +376,16 @@ class TuneSweeper(Sweeper):
             write_tuning(sweep_dir, list(tuning.values()))
             self.launch(self.final_jobs(cells, tuning), 0)
             return None
+        self.cell_axes = {cell: self.search_axes(cell) for cell in cells}
+        spaces = {cell: [tuple(zip(axes, values)) for values in itertools.product(*axes.values())]
+                  for cell, axes in self.cell_axes.items()}
+        self.budget_flags = self.check_budgets(cells, spaces) if self.search else {}
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         # The cells as earlier sweeps left them, read before this sweep's first selection rewrites
         # them (a choice before the grid's extensions are searched is not the earlier choice).
         self.earlier_cells = tuning_cells(sweep_dir)
-        spaces, extended = {}, {cell: [] for cell in cells}
-        for cell in cells:
-            cfg = self.job_config(cell)
-            space = (self.lr_search or {}).get(str(cfg.method.name), cfg.method.lr_search)
-            spaces[cell] = [float(lr) for lr in space] if self.search else [float(cfg.method.lr)]
+        extended = {cell: [] for cell in cells}
         self.growths = {cell: [] for cell in cells}
         search_jobs = [job for cell in cells for job in self.search_jobs(cell, spaces[cell])] if self.search else []
         self.launch(search_jobs, 0)
@@ -292,61 +409,112 @@ class TuneSweeper(Sweeper):
         """Select, then grow each cell's grid past a winning edge until no cell has an edge to grow
         (module docstring); returns the choices. ``search_jobs`` gains the jobs it launches."""
         tuning = self.select(cells, spaces, search_jobs, sweep_dir, extended)
-        while added := {cell: lr for cell in cells if (lr := self.extension(tuning[cell], extended[cell])) is not None}:
+        while added := {cell: new for cell in cells if (new := self.extensions(cell, tuning[cell], spaces[cell],
+                                                                                extended[cell]))}:
             jobs = []
-            for cell, lr in added.items():  # the same points again when the sweep is run again: finished jobs skip
-                spaces[cell] = sorted([*spaces[cell], lr])
-                extended[cell].append(lr)
-                jobs += self.search_jobs(cell, [lr])
+            for cell, points in added.items():  # the same points again when the sweep is run again: finished jobs skip
+                for point in points:
+                    changed = next((k, v) for (k, v), (_, old) in zip(point, chosen_point(tuning[cell])) if v != old)
+                    spaces[cell].append(point)
+                    extended[cell].append(changed)
+                jobs += self.search_jobs(cell, points)
             self.launch(jobs, len(search_jobs))
             search_jobs += jobs
             tuning = self.select(cells, spaces, search_jobs, sweep_dir, extended)
         return tuning
 
-    def search_capped(self, cell: tuple, chosen, search_jobs: list[Job], sweep_dir: Path) -> bool:
-        """Whether most search runs at the chosen rate were cut off by their budget while improving."""
+    def search_capped(self, cell: tuple, point, search_jobs: list[Job], sweep_dir: Path) -> bool:
+        """Whether most search runs at the chosen point were cut off by their budget while improving."""
         from ltune.report.summary import capped
 
-        runs = self.search_runs(cell, chosen, search_jobs, sweep_dir) if chosen is not None and self.search else []
+        runs = self.search_runs(cell, point, search_jobs, sweep_dir) if point is not None and self.search else []
         return bool(runs) and 2 * sum(map(capped, runs)) > len(runs)
 
+    def order_key(self, cell: tuple, point: tuple) -> tuple:
+        """The tie rule: the smaller learning rate, then each other axis's value in its listed order
+        (numeric axes: the smaller value; a value the grid grew to comes past the listed ones)."""
+        axes = self.cell_axes.get(cell, {})
+        key = []
+        for name, value in point:
+            values = axes.get(name, [])
+            if name == LR or is_numeric([value]):
+                key.append((0, float(value)))
+            else:
+                key.append((1, values.index(value) if value in values else len(values)))
+        return tuple(key)
+
     def select(self, cells, spaces, search_jobs: list[Job], sweep_dir: Path, extended=None) -> dict:
-        """Per cell: the learning rate with the best mean held-out score (the metric the runs
-        selected on, trainer.select_on) over the search seeds (ties: the smaller learning rate).
-        Written to tuning.json and tuning.md."""
+        """Per cell: the search point with the best mean held-out score (the metric the runs selected
+        on, trainer.select_on) over the search seeds (ties: ``order_key``). Written to tuning.json
+        and tuning.md."""
         tuning = {}
         for cell in cells:
             scores, metrics, sizes = {}, set(), set()
-            for lr in spaces[cell]:
-                found = self.search_runs(cell, lr, search_jobs, sweep_dir)
+            for point in spaces[cell]:
+                found = self.search_runs(cell, point, search_jobs, sweep_dir)
                 sizes |= {m["sizes"]["heldout"] for m in found if "sizes" in m}
                 found = [m["selection"] for m in found]
                 metrics |= {s.get("metric", "accuracy") for s in found}
                 values = [s.get("score", s["accuracy"]) for s in found]
-                scores[lr] = statistics.fmean(values) if values else None
-            valid = {lr: s for lr, s in scores.items() if s is not None}
+                scores[point] = statistics.fmean(values) if values else None
+            valid = {point: score for point, score in scores.items() if score is not None}
             if not self.search:
                 chosen = spaces[cell][0]
             else:
-                chosen = min(valid, key=lambda lr: (-valid[lr], lr)) if valid else None
-            # A search run at the chosen lr with a replicate seed is that replicate (the same config):
+                chosen = min(valid, key=lambda p: (-valid[p], self.order_key(cell, p))) if valid else None
+            chosen_lr = dict(chosen)[LR] if chosen is not None else None
+            # A search run at the chosen point with a replicate seed is that replicate (the same config):
             # reused instead of trained again when reuse_search_runs is on.
-            reused = [f"search/{self.name(cell)}_lr{lr_text(chosen)}_s{seed}" for seed in self.seeds
+            reused = [f"search/{self.name(cell)}{self.budget_suffix(cell)}{point_tag(chosen, self.cell_axes.get(cell))}_s{seed}"
+                      for seed in self.seeds
                       if self.search and self.reuse_search_runs and chosen is not None and seed in self.search_seeds]
-            tuning[cell] = with_earlier_seeds({"cell": list(cell), "name": self.name(cell), "search_space": spaces[cell],
-                            "extended": list((extended or {}).get(cell, [])),
-                            "max_grid_extensions": self.max_grid_extensions,
-                            "selected_on": "/".join(sorted(metrics)) or "accuracy",
-                            "heldout_score": {lr_text(lr): s for lr, s in scores.items()},
-                            "heldout_size": min(sizes) if sizes else None,
-                            "chosen_lr": chosen, "search_seeds": self.search_seeds, "seeds": self.seeds,
-                            "searched": self.search, "reused_runs": reused,
-                            "budget": list(self.budgets.get(cell, ())), "budget_growths": self.growths.get(cell, []),
-                            "max_budget_growths": self.max_budget_growths,
-                            "search_capped": self.search_capped(cell, chosen, search_jobs, sweep_dir)},
-                                              self.earlier_cells)
+            axes = self.cell_axes.get(cell, {LR: []})
+            entry = {"cell": list(cell), "name": self.name(cell),
+                     "search_space": sorted({dict(p)[LR] for p in spaces[cell]}),
+                     "extended": [v for k, v in (extended or {}).get(cell, []) if k == LR],
+                     "max_grid_extensions": self.max_grid_extensions,
+                     "selected_on": "/".join(sorted(metrics)) or "accuracy",
+                     "heldout_score": {lr_text(dict(p)[LR]): s for p, s in scores.items()},
+                     "heldout_size": min(sizes) if sizes else None,
+                     "chosen_lr": chosen_lr, "search_seeds": self.search_seeds, "seeds": self.seeds,
+                     "searched": self.search, "reused_runs": reused, "search_configurations": len(spaces[cell]),
+                     "budget": list(self.budgets.get(cell, ())), "budget_growths": self.growths.get(cell, []),
+                     "max_budget_growths": self.max_budget_growths,
+                     "search_capped": self.search_capped(cell, chosen, search_jobs, sweep_dir)}
+            if len(axes) > 1:  # a joint search: every point with its score, the chosen point in full
+                entry.update({"axes": {k: list(v) for k, v in axes.items()},
+                              "points": [{"values": dict(p), "score": s} for p, s in scores.items()],
+                              "extended_points": [[k, v] for k, v in (extended or {}).get(cell, [])],
+                              "chosen": dict(chosen) if chosen is not None else None})
+                entry["heldout_score"] = {}  # per point in "points": one lr has several scores
+            if getattr(self, "budget_flags", {}).get(cell):
+                entry["unequal_budget"] = self.budget_flags[cell]
+            tuning[cell] = with_earlier_seeds(entry, self.earlier_cells)
         write_tuning(sweep_dir, list(tuning.values()))
         return tuning
+
+
+def chosen_point(entry: dict) -> tuple:
+    """The chosen search point of a tuning.json cell ((key, value), ...): its full point for a joint
+    search, else its learning rate alone."""
+    if entry.get("chosen"):
+        return tuple(entry["chosen"].items())
+    return ((LR, entry["chosen_lr"]),) if entry.get("chosen_lr") is not None else None
+
+
+def scored_points(entry: dict) -> dict[tuple, float | None]:
+    """{point: mean held-out score} of a tuning.json cell, joint search or learning rate alone."""
+    if entry.get("points"):
+        return {tuple(p["values"].items()): p["score"] for p in entry["points"]}
+    return {((LR, float(lr)),): score for lr, score in (entry.get("heldout_score") or {}).items()}
+
+
+def won_point_outright(entry: dict) -> bool:
+    """Whether the chosen point's score is strictly the best (not a tie broken by the tie rule)."""
+    scores, best = scored_points(entry), chosen_point(entry)
+    if best is None or scores.get(best) is None:
+        return False
+    return all(score < scores[best] for point, score in scores.items() if point != best and score is not None)
 
 
 def tuning_cells(sweep_dir: Path) -> list:
@@ -365,6 +533,7 @@ def with_earlier_seeds(entry: dict, earlier: list) -> dict:
     changed (another rate or other search seeds) starts again."""
     same = [e for e in earlier if isinstance(e, dict) and e.get("name") == entry["name"]
             and e.get("chosen_lr") == entry["chosen_lr"] and e.get("search_seeds") == entry["search_seeds"]
+            and e.get("chosen") == entry.get("chosen")
             and (e.get("budget") or []) == (entry.get("budget") or [])]
     if not same:
         return entry

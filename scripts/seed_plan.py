@@ -2,8 +2,8 @@
 Welch test (alpha 0.05, two-sided) detects with 80% power at n seeds a side, and the seeds a side
 that detect 0.02 and 0.01, at the seed standard deviations of a results.csv.
 
-    python scripts/seed_plan.py docs/offline_table/per_task_run/results.csv
-    python scripts/seed_plan.py docs/offline_table/per_task_run/results.csv l_prefix:l_prefix l_prompt:l_prompt
+    python scripts/seed_plan.py studies/offline_table/per_task_run/results.csv
+    python scripts/seed_plan.py studies/offline_table/per_task_run/results.csv l_prefix:l_prefix l_prompt:l_prompt
 
 (other pairs as method_a:method_b arguments; a method against itself: two variants of it, e.g. label
 text kinds, at that method's seed spread)

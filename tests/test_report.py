@@ -374,7 +374,7 @@ def test_a_tuned_sweeps_runs_csv_choices_and_reused_replicate(tmp_path):
 
 
 def test_a_folder_of_report_outputs_without_runs_says_so(tmp_path):
-    """docs/offline_table holds results.csv and tuning.json but no run folders."""
+    """studies/offline_table holds results.csv and tuning.json but no run folders."""
     (tmp_path / "results.csv").write_text("model\n")
     (tmp_path / "tuning.json").write_text('{"cells": []}')
     with pytest.raises(LtuneError, match=r"holds a report's outputs \(results.csv, tuning.json\) but not the run folders"):

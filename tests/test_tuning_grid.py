@@ -218,3 +218,99 @@ def test_a_capped_cell_is_flagged_and_its_budget_grows_within_its_limit(tmp_path
     again = BudgetedSweeper(tmp_path / "grow", peak, seeds=[1], max_budget_growths=1)
     again.sweep(["method=prefix"])
     assert again.trained == [] and tuned_cell(tmp_path / "grow") == cell  # run again: the same sweep, nothing trained
+
+
+class JointSweeper(ScriptedSweeper):
+    """Scripted held-out scores over several axes: ``score(point)`` gets {key: value} of a job's overrides."""
+
+    def launch(self, jobs, first_index):
+        for job in jobs:
+            self.launched.append(job.folder)
+            path = Path(self.config.hydra.sweep.dir) / job.folder / "metrics.json"
+            if path.exists():
+                continue
+            self.trained.append(job.folder)
+            values = dict(o.split("=", 1) for o in job.overrides if o.startswith(("trainer.", "method.", "data.")))
+            score = self.score(values)
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"selection": {"metric": "accuracy", "score": score, "accuracy": score},
+                                        "sizes": {"heldout": 500}}))
+
+
+def joint_score(values):
+    """Best at softmax, map scale 40 (past the grid's top, 10), lr 0.01 (inside its grid). The grid's best
+    point is softmax, scale 10, lr 0.01 (0.770), at the top edge of the scale: the scale grows to 100
+    (0.780, better: the top edge again), then to 1,000 (0.730, worse): 100 is chosen, inside its grown
+    axis. The categorical objective never grows, and the learning rate, inside its grid, does not."""
+    lr, scale = float(values["trainer.lr"]), float(values["method.map_lr_scale"])
+    objective = 0.1 if values["method.objective"] == "softmax" else 0.0
+    return 0.7 + objective - 0.02 * abs(math.log10(lr) + 2) - 0.05 * abs(math.log10(scale) - math.log10(40))
+
+
+AXES = {"prefix": {"method.objective": ["pairs", "softmax"], "method.map_lr_scale": [1, 10]}}
+
+
+def test_a_joint_search_grows_a_numeric_axis_at_its_edge_and_never_a_categorical_one(tmp_path):
+    sweeper = JointSweeper(tmp_path / "sweep", joint_score, seeds=[1], axes=AXES)
+    sweeper.sweep(["method=prefix"])
+    cell = tuned_cell(tmp_path / "sweep")
+    assert cell["search_configurations"] == 4 * 2 * 2 + 2
+    assert cell["extended_points"] == [["method.map_lr_scale", 100], ["method.map_lr_scale", 1000]]
+    assert cell["chosen"] == {"trainer.lr": 0.01, "method.objective": "softmax", "method.map_lr_scale": 100}
+    assert cell["chosen_lr"] == 0.01 and describe(cell)["edge"] is None
+    finals = [f for f in sweeper.launched if f.startswith("final/")]
+    assert finals == ["final/prefix_s1"]
+    assert "search/prefix_lr0.01_objective-softmax_map_lr_scale-100_s0" in sweeper.launched
+    assert not any("objective-" in f and not f.split("objective-")[1].startswith(("pairs", "softmax"))
+                   for f in sweeper.launched)  # the categorical axis kept its two values
+    # 0.780 over 0.770: a margin under the SE of 500 held-out texts (0.019)
+    assert describe(cell)["flags"] == ["margin < SE", "extended map_lr_scale 100, map_lr_scale 1000"]
+    final = sweeper.final_jobs([("method=prefix",)], {("method=prefix",): cell})[0]
+    assert final.overrides == ["method=prefix", "trainer.lr=0.01", "method.objective=softmax", "method.map_lr_scale=100",
+                               "seed=1"]  # the replicates train at the whole chosen point
+
+
+def test_unequal_tuning_budgets_in_one_comparison_are_refused_or_flagged(tmp_path, capsys):
+    """prefix searches 16 points and prompt 4 in one comparison (the same model and data): refused in one
+    line before anything is written; allowed on request, each cell flagged in tuning.json and tuning.md."""
+    class TwoMethods(JointSweeper):
+        def job_config(self, cell, budget=()):
+            name = cell[0].split("=")[1]
+            return OmegaConf.create({"method": {"name": name, "lr_search": SPACE, "lr": 0.01}})
+
+    def score(values):
+        return joint_score({"method.objective": "pairs", "method.map_lr_scale": 1, **values})
+
+    refused = TwoMethods(tmp_path / "refused", score, seeds=[1], axes=AXES)
+    with pytest.raises(SystemExit) as exit_:
+        refused.sweep(["method=prefix,prompt"])
+    assert exit_.value.code == 2 and not (tmp_path / "refused").exists()
+    assert "unequal tuning budgets in one comparison (search points per cell: prefix 16, prompt 4)" in capsys.readouterr().err
+    allowed = TwoMethods(tmp_path / "allowed", score, seeds=[1], axes=AXES, allow_unequal_budgets=True)
+    allowed.sweep(["method=prefix,prompt"])
+    cells = {c["name"]: c for c in json.loads((tmp_path / "allowed" / "tuning.json").read_text())["cells"]}
+    assert cells["prompt"]["unequal_budget"] == "4 search points where its comparison has prefix 16, prompt 4"
+    assert "unequal tuning budget: 16 search points" in (tmp_path / "allowed" / "tuning.md").read_text()
+
+
+def test_a_tie_between_categorical_values_goes_to_the_first_listed():
+    sweeper = JointSweeper("unused", None)
+    cell = ("method=prefix",)
+    sweeper.cell_axes = {cell: {"trainer.lr": SPACE, "method.objective": ["softmax", "pairs"]}}
+    first = (("trainer.lr", 0.01), ("method.objective", "softmax"))
+    second = (("trainer.lr", 0.01), ("method.objective", "pairs"))
+    assert sweeper.order_key(cell, first) < sweeper.order_key(cell, second)
+    assert sweeper.order_key(cell, (("trainer.lr", 0.003), ("method.objective", "pairs"))) < sweeper.order_key(cell, first)
+
+
+def test_a_sentence_on_an_axis_is_quoted_for_hydra_and_named_by_its_place_in_folders():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ltune.tuning import point_overrides, point_tag
+
+    words = "A movie review, and what it's about"
+    point = (("trainer.lr", 0.001), ("method.init_text", words), ("method.num_virtual_tokens", 8))
+    (parsed,) = OverridesParser.create().parse_overrides([point_overrides(point)[1]])
+    assert parsed.value() == words
+    assert point_tag(point, {"method.init_text": ["neutral words", words]}) == "_lr0.001_init_text-v1_num_virtual_tokens-8"
+    assert point_tag(point) == point_tag(point)  # no per-process hash: the same folder on every run

@@ -47,6 +47,14 @@ class TuneSweeperConf:
     #: searched again there; the cost is printed first. 0: flag such cells (tuning.md, the report) only.
     max_budget_growths: int = 0
     budget_growth: float = 2.0
+    #: A joint search: {method name: {config key: [values]}} searched with the learning rate, every
+    #: combination (e.g. {l_prefix: {method.objective: [pairs, softmax], method.map_lr_scale: [1, 10]}}).
+    #: A numeric axis grows past a winning edge as the learning rate does (the other axes at the chosen
+    #: values); a categorical one (text, booleans) does not.
+    axes: Optional[Any] = None
+    #: Within one comparison (cells that differ in the method only) every cell must search the same number
+    #: of points; true lets unequal ones run, flagged in tuning.md and the report.
+    allow_unequal_budgets: bool = False
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="ltune_tune", node=TuneSweeperConf, provider="ltune")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -47,6 +48,35 @@ def reused_as_final(folder: Path, run: Path) -> bool:
         if sweep == folder:
             break
     return False
+
+
+def attach_tuning(runs: list[dict]) -> None:
+    """Each run of a tuning sweep gets, from its sweep's tuning.json cell: ``tuned``, the config keys that
+    sweep searched besides the learning rate (hydra.sweeper.axes: results of the tuning, like the rate, not
+    settings that set groups apart), and ``search_size``, the search runs its cell spent (points x search
+    seeds; None outside a tuning sweep)."""
+    cells_of: dict = {}
+    for run in runs:
+        path = Path(run["run_dir"])
+        sweep = path.parent.parent
+        if sweep not in cells_of:
+            cells_of[sweep] = tuning_cells_at(sweep)
+        run["tuned"], run["search_size"] = frozenset(), None
+        for cell in cells_of[sweep]:
+            pattern = re.escape(str(cell.get("name"))) + r"(_(epochs|steps)\d+)?(_lr.*)?_s\d+"
+            if re.fullmatch(pattern, path.name):
+                run["tuned"] = frozenset(k for k in cell.get("axes") or {} if k != "trainer.lr")
+                size = cell.get("search_configurations") or len(cell.get("search_space") or [])
+                run["search_size"] = size * len(cell.get("search_seeds") or [1]) if cell.get("searched", True) else 0
+                break
+
+
+def tuning_cells_at(sweep: Path) -> list[dict]:
+    try:
+        cells = json.loads((sweep / "tuning.json").read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
 
 
 def sweeps_of(folder: Path, runs: list[dict], shown_from: Path | None = None) -> list[tuple[str, list[dict]]]:
@@ -117,6 +147,7 @@ def report(folder: Path, compare=(), others=(), balance: str | None = None) -> P
             if run["stage"] == "search" and reused_as_final(root, Path(run["run_dir"])):
                 run["stage"], run["reused"] = "final", True
         finished, problems = finished + runs, problems + broken
+    attach_tuning(finished)
     searched = [r for r in finished if r["stage"] == "search"]
     finished = [r for r in finished if r["stage"] != "search"]
     if not finished:

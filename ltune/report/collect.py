@@ -208,7 +208,12 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
         tuned = all(r["stage"] == "final" for key in keys for r in groups[key])
         linked = size_linked(settings)
         differing = sorted({k for s in settings for k in s if any(t.get(k) != s.get(k) for t in settings)} - linked)
-        if tuned and len(differing) > 1:
+        # what a tuning sweep chose (the rate, and the keys a joint search searched) is a result, not a
+        # setting: left out of the names, unless nothing else tells the groups apart
+        results = {"trainer.lr"} | {k for key in keys for r in groups[key] for k in r.get("tuned", ())}
+        if tuned and [k for k in differing if k not in results]:
+            differing = [k for k in differing if k not in results]
+        elif tuned and len(differing) > 1:
             differing = [k for k in differing if k != "trainer.lr"]
         names = [", ".join(f"{k}={s.get(k)}" for k in differing if not is_default_value(s.get(k), k, cell[2]))
                  for s in settings]

@@ -29,8 +29,15 @@ LEARNING_CURVE_TEXT = (
     "test of each L-method against its twin at each size is in the comparisons above (a row per size).")
 
 
+#: The rules a report is read under; a change to them (and so to what a committed report says) bumps
+#: the number, and `make reports` regenerates every study's report under the new rules.
+RULES = 3
+RULES_TEXT = ("tests over training runs, within the run conditions both arms share (confounded where they share "
+              "none); stuck runs as their own outcome; Holm over the report's comparisons; budget-capped flags")
+
+
 def header(folder, finished: int, searched: int, problems: int, machines) -> list[str]:
-    parts = [f"# ltune report: {folder}", "",
+    parts = [f"# ltune report: {folder}", "", f"Read under ltune's report rules {RULES}: {RULES_TEXT}.", "",
              f"{finished} finished runs" + (f" (and {searched} learning-rate search runs, not averaged)" if searched else "")
              + f"; {problems} failed, unfinished, unreadable or repeated (listed below, not averaged in). "
              "One row per run: runs.csv.",

@@ -28,22 +28,30 @@ def group_name(key: tuple) -> str:
     return key[2] + (f" [{key[3]}]" if key[3] else "")
 
 
+def tuned_keys(*groups: list[dict]) -> set[str]:
+    """The keys a tuning sweep chose for these groups' final runs: the learning rate, and the axes of a
+    joint search (hydra.sweeper.axes). Results of the tuning, not settings that keep groups apart."""
+    runs = [r for group in groups for r in group]
+    if not runs or not all(r["stage"] == "final" for r in runs):
+        return set()
+    return {"trainer.lr"} | {k for r in runs for k in r.get("tuned", ())}
+
+
 def settings_apart(a: list[dict], b: list[dict]) -> list[str]:
-    """The keys in which two replicate groups differ; a tuning sweep's chosen lr is a result, so it
-    is left out when both groups were tuned."""
+    """The keys in which two replicate groups differ; what a tuning sweep chose (tuned_keys) is a
+    result, so it is left out when both groups were tuned."""
     sa, sb = a[0]["settings"], b[0]["settings"]
-    keys = sorted(k for k in sa.keys() | sb.keys() if sa.get(k) != sb.get(k))
-    if all(r["stage"] == "final" for r in a + b):
-        keys = [k for k in keys if k != "trainer.lr"]
-    return keys
+    chosen = tuned_keys(a, b)
+    return sorted(k for k in sa.keys() | sb.keys() if sa.get(k) != sb.get(k) and k not in chosen)
 
 
 def outside_method(a: list[dict], b: list[dict]) -> list[str]:
-    """The settings outside the method (model, data, trainer but the learning rate) in which two
-    groups' runs differ: runs trained or scored differently are no pair."""
+    """The settings outside the method (model, data, trainer but the learning rate and what a joint
+    search chose) in which two groups' runs differ: runs trained or scored differently are no pair."""
     sa, sb = a[0]["settings"], b[0]["settings"]
+    chosen = tuned_keys(a, b) | {"trainer.lr"}
     return sorted(k for k in sa.keys() | sb.keys()
-                  if not k.startswith("method.") and k != "trainer.lr" and sa.get(k) != sb.get(k))
+                  if not k.startswith("method.") and k not in chosen and sa.get(k) != sb.get(k))
 
 
 #: Method settings that never keep two groups from being twins: a tuned rate is a result, and a
@@ -55,9 +63,10 @@ def method_departures(runs: list[dict]) -> dict[str, str]:
     """The ``method.`` settings in which a group departs from its method's schema defaults (the
     learning rate and its grid aside), from the runs' own settings, not from the group's name (a
     name lists only the settings in which a cell's groups differ)."""
-    method = runs[0]["method"]
+    method, chosen = runs[0]["method"], tuned_keys(runs)
     return {k: str(v) for k, v in runs[0]["settings"].items()
-            if k.startswith("method.") and k not in OWN_PER_METHOD and not is_default_value(v, k, method)}
+            if k.startswith("method.") and k not in OWN_PER_METHOD and k not in chosen
+            and not is_default_value(v, k, method)}
 
 
 def method_pairs(groups: dict[tuple, list[dict]], wanted: dict[str, str], kind: str,
@@ -162,6 +171,18 @@ def arms_test(runs_a: list[dict], runs_b: list[dict]) -> dict:
             "design": design, "confounded": None}
 
 
+def search_size(runs: list[dict]) -> int | None:
+    """The search runs a group's tuning spent (points x search seeds; None outside a tuning sweep)."""
+    sizes = {r.get("search_size") for r in runs} - {None}
+    return max(sizes) if sizes else None
+
+
+def search_sizes_text(runs_a: list[dict], runs_b: list[dict]) -> str:
+    """'' when both arms' tunings spent the same number of search runs, else what each spent."""
+    a, b = search_size(runs_a), search_size(runs_b)
+    return "" if a is None or b is None or a == b else f"tuning budget: A {a} search runs vs B {b}"
+
+
 def compare_groups(a: tuple, b: tuple, kind: str, groups: dict[tuple, list[dict]]) -> dict:
     """One comparison's row: the run conditions that differ between the arms; the over-runs test and its
     power (primary) within the conditions the arms share; the stuck rates and their test; the test again
@@ -172,7 +193,9 @@ def compare_groups(a: tuple, b: tuple, kind: str, groups: dict[tuple, list[dict]
     by_seed_a, by_seed_b = dev_by_seed(runs_a), dev_by_seed(runs_b)
     row = {"kind": kind, "model": a[0], "data": a[1], "a": group_name(a), "b": group_name(b),
            "seeds_a": " ".join(map(str, sorted(by_seed_a))), "seeds_b": " ".join(map(str, sorted(by_seed_b))),
-           "conditions_differ": differing_text(differing(runs_a, runs_b)) or "none",
+           "conditions_differ": "; ".join(filter(None, [differing_text(differing(runs_a, runs_b)),
+                                                        search_sizes_text(runs_a, runs_b)])) or "none",
+           "search_a": search_size(runs_a), "search_b": search_size(runs_b),
            **arms_test(runs_a, runs_b), "reused_search_runs": sum(r.get("reused", False) for r in runs_a + runs_b)}
     stuck_a, stuck_b = [r for r in runs_a if stuck(r)], [r for r in runs_b if stuck(r)]
     row.update({"stuck_a": f"{len(stuck_a)}/{len(runs_a)}", "stuck_b": f"{len(stuck_b)}/{len(runs_b)}",

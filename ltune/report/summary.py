@@ -132,6 +132,8 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
                                            for r in runs if never_predicted(r))
         row.update(stuck_figures(runs))
         row["budget_capped"] = sum(capped(r) for r in runs)
+        sizes = {r.get("search_size") for r in runs} - {None}
+        row["search_runs"] = max(sizes) if sizes else None  # what the tuning of its rate (and axes) spent
         row.update(_costs(runs))
         rows.append(row)
     return rows

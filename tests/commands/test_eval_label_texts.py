@@ -113,7 +113,7 @@ def test_the_paraphrase_step_scores_configured_replicates_only_and_resumes(train
     import shutil
 
     spec = importlib.util.spec_from_file_location(
-        "label_paraphrases", Path(__file__).parents[2] / "scripts" / "label_paraphrases.py")
+        "label_paraphrases", Path(__file__).parents[2] / "studies" / "label_semantics" / "scripts" / "label_paraphrases.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

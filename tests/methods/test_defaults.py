@@ -1,6 +1,6 @@
 """Every method's default learning rate comes from the project's held-out evidence (issue 21,
 item 6): the rate of its lr_search with the best mean held-out accuracy over the cells of
-docs/offline_table/tuning.json (minilm on CoLA, RTE and SST-2, chosen on held-out, never dev).
+studies/offline_table/tuning.json (minilm on CoLA, RTE and SST-2, chosen on held-out, never dev).
 Methods the table did not search keep a default inside their own search space."""
 
 import collections
@@ -12,7 +12,7 @@ import pytest
 
 from ltune.methods import METHODS, method_config
 
-TUNING = Path(__file__).resolve().parents[2] / "docs" / "offline_table" / "tuning.json"
+TUNING = Path(__file__).resolve().parents[2] / "studies" / "offline_table" / "tuning.json"
 
 
 def best_heldout_lr() -> dict[str, float]:

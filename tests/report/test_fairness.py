@@ -141,3 +141,31 @@ def test_a_stratified_test_removes_a_machine_shift_and_matches_the_plain_test_on
     plain = scipy_stats.permutation_test((np.array(a_x), np.array(b_x)), lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis),
                                          permutation_type="independent", vectorized=True, alternative="two-sided")
     assert one["p_value"] == pytest.approx(plain.pvalue)
+
+
+def test_what_a_joint_search_chose_is_a_result_and_unequal_tuning_budgets_are_named(tmp_path):
+    """A joint search chose objective=softmax and label_first texts for L-prefix; prefix searched its rate
+    alone. The chosen axes are results of the tuning, like the rate: the two are still twins, paired, and
+    the row names the tuning budgets that differ (16 search runs against 4)."""
+    import json
+
+    sweep = tmp_path / "sweep"
+    for seed in range(1, 7):
+        fake_run(sweep / "final", "smollm2", "sst2", "l_prefix", seed, 0.80 + 0.001 * seed, name=f"l_prefix_s{seed}",
+                 settings={"objective": "softmax"}, data_settings={"label_text_kind": "label_first"})
+        fake_run(sweep / "final", "smollm2", "sst2", "prefix", seed, 0.82, name=f"prefix_s{seed}")
+    axes = {"trainer.lr": [0.001, 0.01], "method.objective": ["pairs", "softmax"],
+            "data.label_text_kind": ["configured", "label_first"], "method.map_lr_scale": [1, 10]}
+    (sweep / "tuning.json").write_text(json.dumps({"cells": [
+        {"name": "l_prefix", "cell": ["method=l_prefix"], "search_space": [0.001, 0.01], "chosen_lr": 0.01,
+         "search_seeds": [0], "seeds": list(range(1, 7)), "searched": True, "reused_runs": [], "heldout_score": {},
+         "axes": axes, "search_configurations": 16, "points": [], "chosen": {"trainer.lr": 0.01}},
+        {"name": "prefix", "cell": ["method=prefix"], "search_space": [0.001, 0.003, 0.01, 0.03], "chosen_lr": 0.01,
+         "search_seeds": [0], "seeds": list(range(1, 7)), "searched": True, "reused_runs": [],
+         "heldout_score": {"0.001": 0.8, "0.003": 0.81, "0.01": 0.82, "0.03": 0.8}}]}))
+    report(sweep)
+    row = pairs(sweep)[("l_prefix", "prefix")]
+    assert row["kind"] == "L-method vs vanilla twin" and (row["search_a"], row["search_b"]) == ("16", "4")
+    assert row["conditions_differ"] == "tuning budget: A 16 search runs vs B 4"
+    results = {r["method"]: r for r in csv.DictReader((sweep / "results.csv").open())}
+    assert results["l_prefix"]["variant"] == "" and results["l_prefix"]["search_runs"] == "16"

@@ -77,3 +77,33 @@ def test_a_run_compresses_to_the_same_bytes_whenever_it_is_compressed(tmp_path):
 def test_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert compact_runs.main([str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_committed_runs_keep_what_the_report_reads_and_its_figures_stay_the_same(tmp_path):
+    """Training-step lines of the log and the per-label scores of the predictions go (the report reads
+    neither); results.csv, runs.csv and paired.csv are byte for byte those of the uncut runs. --full
+    keeps every line."""
+    from ltune.report import report
+
+    for folder in ("cut", "full"):
+        for method in ("l_prefix", "prefix"):
+            for seed in (1, 2):
+                run = fake_run(tmp_path / folder, "minilm", "sst2", method, seed, 0.7 + 0.01 * seed,
+                               predictions=[(1, 1), (0, 1), (0, 0)])
+                steps = "".join(json.dumps({"step": s, "loss": 0.5, "lr": 0.01, "elapsed": s / 10}) + "\n" for s in (1, 2, 3))
+                (run / "log.jsonl").write_text(steps + (run / "log.jsonl").read_text())
+                metrics = json.loads((run / "metrics.json").read_text())
+                (run / "metrics.json").write_text(json.dumps({**metrics, "status": "finished"}))
+    report(tmp_path / "cut")
+    before = {name: (tmp_path / "cut" / name).read_text() for name in ("results.csv", "runs.csv", "paired.csv")}
+    assert compact_runs.main([str(tmp_path / "cut")]) == 0
+    assert compact_runs.main([str(tmp_path / "full"), "--full"]) == 0
+    run = tmp_path / "cut" / "minilm_sst2_prefix_1"
+    assert all("heldout" in record for record in read_json_lines(run / "log.jsonl"))
+    assert len(read_json_lines(run / "log.jsonl")) == 3
+    assert read_json_lines(run / "predictions.jsonl")[0] == {"id": 0, "label": 1, "prediction": 1}
+    assert len(read_json_lines(tmp_path / "full" / "minilm_sst2_prefix_1" / "log.jsonl")) == 6
+    assert "scores" in read_json_lines(tmp_path / "full" / "minilm_sst2_prefix_1" / "predictions.jsonl")[0]
+    report(tmp_path / "cut")
+    assert {name: (tmp_path / "cut" / name).read_text() for name in before} == before
+    assert compact_runs.main([str(tmp_path / "cut"), "--check"]) == 0  # cut once: nothing left to change

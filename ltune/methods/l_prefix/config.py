@@ -20,7 +20,7 @@ class LPrefixConfig(LabelTextConfig):
     """L-prefix (paper eq. 1): label states -> attention pooling F -> linear Z -> per-layer prefix."""
 
     name: str = "l_prefix"
-    lr: float = 3e-2  # best mean held-out accuracy of lr_search in docs/offline_table/tuning.json
+    lr: float = 3e-2  # best mean held-out accuracy of lr_search in studies/offline_table/tuning.json
     lr_search: List[float] = dataclasses.field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])
     #: Normalise the pooling scores with a softmax over the label's real tokens (the paper).
     #: False keeps the raw scores, as the reference code does.

@@ -16,6 +16,6 @@ class LPromptConfig(LabelTextConfig):
     """L-prompt (paper eq. 2): label states -> linear G -> soft prompt in front of the text."""
 
     name: str = "l_prompt"
-    lr: float = 1e-3  # best mean held-out accuracy of lr_search in docs/offline_table/tuning.json
+    lr: float = 1e-3  # best mean held-out accuracy of lr_search in studies/offline_table/tuning.json
     lr_search: List[float] = dataclasses.field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3])
     init: LPromptInit = LPromptInit.identity

@@ -67,7 +67,7 @@ class LPrompt(LabelConditioned):
                 f"where word embeddings (mean norm {words:.1f}) go, and this model adds its input embeddings to its "
                 f"layers unnormalised, so the frozen model first reads the pairs unlike any text; method.init=text "
                 f"starts each label's prompt as its label text's own word embeddings "
-                f"(docs/offline_table_smollm2/PLAN.md)"]
+                f"(studies/offline_table_smollm2/PLAN.md)"]
 
     def pair_logits(self, batch, label_ids):
         prompts = self.prompt_map(self.current_label_states())  # (K, l, d)

@@ -15,6 +15,6 @@ class PromptConfig(VirtualTokensConfig):
     """Prompt tuning (Lester et al. 2021): learned input embeddings in front of the text."""
 
     name: str = "prompt"
-    lr: float = 1e-3  # best mean held-out accuracy of lr_search in docs/offline_table/tuning.json
+    lr: float = 1e-3  # best mean held-out accuracy of lr_search in studies/offline_table/tuning.json
     lr_search: List[float] = dataclasses.field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])
     init: PromptInit = PromptInit.vocab

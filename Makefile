@@ -10,7 +10,7 @@ STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test test-slow coverage train reports wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-label-semantics reproduce-learning-curve reproduce-paper
+.PHONY: install lock test test-slow coverage train reports wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-label-semantics reproduce-learning-curve reproduce-decoder-best reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -186,6 +186,21 @@ reproduce-learning-curve:
 	    $(if $(filter-out 1,$(OFFLINE_JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(OFFLINE_JOBS) trainer.num_threads=1) \
 	    hydra.sweep.dir=$(LEARNING_CURVE_SWEEP)/$$size || exit 1; done
 	$(BIN)/ltune report $(dir $(LEARNING_CURVE_SWEEP))
+
+# L-Tuning at its best on a decoder (issue 40; studies/decoder_best/PLAN.md): SmolLM2 on SST-2, a joint search of each
+# method's own knobs at 8 points a method, 6 replicate seeds, contrasts of one knob at a time (seeds 1-3); then the
+# decisive pair (studies/decoder_best/scripts/best_pair.py, by held-out) on the demo's four topics at the points SST-2
+# chose. Commit the finished runs' small files (scripts/compact_runs.py); the same command continues it anywhere.
+DECODER_BEST_DIR ?= studies/decoder_best
+reproduce-decoder-best:
+	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (SST-2/)" >&2; exit 2; }
+	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=decoder_best $(JOBS_OVERRIDES) \
+	  hydra.sweep.dir=$(DECODER_BEST_DIR)/runs
+	HF_HUB_OFFLINE=1 $(BIN)/ltune train experiment=decoder_best data=demo \
+	  method=$$($(BIN)/python $(DECODER_BEST_DIR)/scripts/best_pair.py $(DECODER_BEST_DIR)/runs) \
+	  hydra.sweeper.chosen_from=$(DECODER_BEST_DIR)/runs hydra.sweeper.contrasts=null $(JOBS_OVERRIDES) \
+	  hydra.sweep.dir=$(DECODER_BEST_DIR)/demo
+	$(BIN)/python scripts/regenerate_reports.py decoder_best
 
 # The paper's Table 1 (6 models x 3 tasks x 4 methods x 3 seeds): needs the hub and a GPU, checked first.
 reproduce-paper:

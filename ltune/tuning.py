@@ -21,7 +21,8 @@ flagged 'budget-capped'; with ``max_budget_growths`` the sweeper multiplies its 
 grows a grid past an edge.
 
 ``chosen_from`` (a sweep folder or its tuning.json) skips steps 1-2: each cell takes the choice that
-sweep made for the cell of the same name, e.g. to train the same replicates again on another machine.
+sweep made for the cell of the same name (or else for the one cell of the same method: a choice made
+on one task, trained on another), e.g. to train the same replicates again on another machine.
 
 Job folders have fixed names (``search/<cell>_lr<lr>_s<seed>``, ``final/<cell>_s<seed>``), so
 running the same command into the same ``hydra.sweep.dir`` again skips finished jobs and resumes
@@ -163,7 +164,7 @@ class TuneSweeper(Sweeper):
     def __init__(self, params=None, search_seeds=(0,), seeds=(1, 2, 3), search: bool = True,
                  reuse_search_runs: bool = False, lr_search=None, max_grid_extensions: int = 2,
                  chosen_from: Optional[str] = None, max_budget_growths: int = 0, budget_growth: float = 2.0,
-                 axes=None, allow_unequal_budgets: bool = False):
+                 axes=None, allow_unequal_budgets: bool = False, contrasts=None, contrast_seeds=None):
         self.params = dict(params or {})
         self.search_seeds = list(search_seeds)
         self.earlier_cells: list = []  # tuning.json's cells when the sweep started (sweep())
@@ -178,6 +179,8 @@ class TuneSweeper(Sweeper):
         self.axes = {str(m): {str(k): list(to_plain(v)) for k, v in to_plain(a).items()}
                      for m, a in (to_plain(axes) or {}).items()}
         self.allow_unequal_budgets = allow_unequal_budgets
+        self.contrasts = {str(m): [str(k) for k in to_plain(keys)] for m, keys in (to_plain(contrasts) or {}).items()}
+        self.contrast_seeds = list(to_plain(contrast_seeds)) if contrast_seeds is not None else None
         self.budgets: dict[tuple, tuple] = {}  # per cell: the override of its grown step budget
         self.growths: dict[tuple, list] = {}  # per cell: why and how its budget grew
         self.cell_axes: dict[tuple, dict] = {}  # per cell: {key: values searched} (the learning rate first)
@@ -339,7 +342,13 @@ class TuneSweeper(Sweeper):
         """Per cell, the choice of the sweep named by ``chosen_from`` for the cell of the same name.
         One ``ltune:`` line, before anything is written, when that file is missing or lacks a cell."""
         path = self.chosen_from / "tuning.json" if self.chosen_from.is_dir() else self.chosen_from
-        found = {c.get("name"): c for c in tuning_cells(path.parent) if isinstance(c, dict)} if path.name == "tuning.json" else {}
+        earlier_cells = [c for c in tuning_cells(path.parent) if isinstance(c, dict)] if path.name == "tuning.json" else []
+        found = {c.get("name"): c for c in earlier_cells}
+        for cell in cells:  # another task: the one cell of the same method (e.g. SST-2's choice on the demo data)
+            method = next((o.partition("=")[2] for o in cell if o.startswith("method=")), None)
+            same = [c for c in earlier_cells if f"method={method}" in (c.get("cell") or [])]
+            if self.name(cell) not in found and len(same) == 1:
+                found[self.name(cell)] = same[0]
         missing = [self.name(cell) for cell in cells if found.get(self.name(cell), {}).get("chosen_lr") is None]
         if missing:
             print(f"ltune: hydra.sweeper.chosen_from={self.chosen_from}: "
@@ -351,19 +360,50 @@ class TuneSweeper(Sweeper):
         earlier = tuning_cells(sweep_dir)
         for cell in cells:
             self.budgets[cell] = tuple(found[self.name(cell)].get("budget") or ())
-        return {cell: with_earlier_seeds({**found[self.name(cell)], "cell": list(cell), "seeds": self.seeds,
-                                          "reused_runs": [], "chosen_in": shown}, earlier) for cell in cells}
+        return {cell: with_earlier_seeds({**found[self.name(cell)], "cell": list(cell), "name": self.name(cell),
+                                          "seeds": self.seeds, "reused_runs": [], "chosen_in": shown}, earlier)
+                for cell in cells}
+
+    def contrast_points(self, cell: tuple, entry: dict) -> list[tuple[str, tuple]]:
+        """(axis key, point) for each contrast of the cell (hydra.sweeper.contrasts): its chosen point with
+        that axis at each of its other listed values."""
+        best = chosen_point(entry)
+        if best is None:
+            return []
+        method = next((o.partition("=")[2] for o in cell if o.startswith("method=")), None)
+        axes = entry.get("axes") or self.cell_axes.get(cell) or {}
+        found = []
+        for key in self.contrasts.get(method, []):
+            for value in axes.get(key, []):
+                if value != dict(best).get(key):
+                    found.append((key, tuple((k, value if k == key else v) for k, v in best)))
+        return found
 
     def final_jobs(self, cells: list[tuple], tuning: dict) -> list[Job]:
         """The replicates at each cell's chosen point, seed by seed across cells (seed 1 of every
         cell, then seed 2, ...): a launcher that runs them in order and stops part-way leaves the
         cells with the same seeds done, and a sweep continued on another machine gives every cell
-        the same machines."""
-        return [Job(cell, [*cell, *self.budgets.get(cell, ()), *point_overrides(chosen_point(tuning[cell])),
-                           f"seed={seed}"], f"final/{self.name(cell)}{self.budget_suffix(cell)}_s{seed}",
-                    self.budgets.get(cell, ()))
-                for seed in self.seeds for cell in cells if tuning[cell]["chosen_lr"] is not None
-                if not (self.search and self.reuse_search_runs and seed in self.search_seeds)]
+        the same machines. A contrast (hydra.sweeper.contrasts) trains the chosen point with one axis
+        changed, on contrast_seeds, after the replicates of the same seed."""
+        jobs = []
+        contrast_seeds = self.seeds if self.contrast_seeds is None else self.contrast_seeds
+        for seed in [*self.seeds, *(s for s in contrast_seeds if s not in self.seeds)]:
+            for cell in cells:
+                entry, budget = tuning[cell], self.budgets.get(cell, ())
+                if entry["chosen_lr"] is None:
+                    continue
+                base = [*cell, *budget]
+                if seed in self.seeds and not (self.search and self.reuse_search_runs and seed in self.search_seeds):
+                    jobs.append(Job(cell, [*base, *point_overrides(chosen_point(entry)), f"seed={seed}"],
+                                    f"final/{self.name(cell)}{self.budget_suffix(cell)}_s{seed}", budget))
+                if seed in contrast_seeds:
+                    axes = entry.get("axes") or self.cell_axes.get(cell)
+                    for key, point in self.contrast_points(cell, entry):
+                        tag = point_tag(tuple((k, v) for k, v in point if k == key), axes)
+                        jobs.append(Job(cell, [*base, *point_overrides(point), f"seed={seed}"],
+                                        f"final/{self.name(cell)}{self.budget_suffix(cell)}_contrast{tag}_s{seed}",
+                                        budget, point))
+        return jobs
 
     def sweep(self, arguments: List[str]) -> Any:
         self.check_seeds()
@@ -489,6 +529,10 @@ class TuneSweeper(Sweeper):
                 entry["heldout_score"] = {}  # per point in "points": one lr has several scores
             if getattr(self, "budget_flags", {}).get(cell):
                 entry["unequal_budget"] = self.budget_flags[cell]
+            contrasts = self.contrasts.get(str(dict(o.partition("=")[::2] for o in cell).get("method")), [])
+            if contrasts and len(axes) > 1:
+                entry["contrasts"] = contrasts
+                entry["contrast_seeds"] = self.seeds if self.contrast_seeds is None else self.contrast_seeds
             tuning[cell] = with_earlier_seeds(entry, self.earlier_cells)
         write_tuning(sweep_dir, list(tuning.values()))
         return tuning

@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regenerate_reports: no studies/<name>/reports.txt for {', '.join(unknown)}", file=sys.stderr)
         return 2
     found = calls(args.studies)
+    waiting = [(study, call) for study, call in found if not (ROOT / report_folder(call)).is_dir()]
+    for _, call in waiting:  # a study in progress whose sweep has not written this folder yet
+        print(f"skipped (no runs yet): ltune report {' '.join(call)}")
+    found = [item for item in found if item not in waiting]
     failed = []
     for study, call in found:
         print(f"{'checking' if args.check else 'regenerating'}: ltune report {' '.join(call)}", flush=True)

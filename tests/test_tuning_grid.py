@@ -314,3 +314,46 @@ def test_a_sentence_on_an_axis_is_quoted_for_hydra_and_named_by_its_place_in_fol
     assert parsed.value() == words
     assert point_tag(point, {"method.init_text": ["neutral words", words]}) == "_lr0.001_init_text-v1_num_virtual_tokens-8"
     assert point_tag(point) == point_tag(point)  # no per-process hash: the same folder on every run
+
+
+def test_replicates_on_another_task_take_the_choice_of_the_same_method():
+    """data=demo at the point an SST-2 sweep chose: the cell of the same name is missing, so the one cell
+    of the same method gives the choice (its name the new cell's)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        first = JointSweeper(root / "sst2", joint_score, seeds=[1], axes=AXES)
+        first.sweep(["data=sst2", "method=prefix"])
+        chosen = tuned_cell(root / "sst2")["chosen"]
+        demo = JointSweeper(root / "demo", lambda values: 0.0, seeds=[1, 2], chosen_from=str(root / "sst2"))
+        demo.sweep(["data=demo", "method=prefix"])
+        cell = tuned_cell(root / "demo")
+        assert cell["name"] == "demo_prefix" and cell["chosen"] == chosen
+        assert demo.launched == ["final/demo_prefix_s1", "final/demo_prefix_s2"]
+
+
+def test_a_contrast_replicates_the_chosen_point_with_one_axis_changed(tmp_path):
+    """contrasts={prefix: [method.objective]}: besides the replicates of the chosen point (softmax), the same
+    point with objective=pairs trains on the contrast seeds, seed by seed after the replicates; the report
+    pairs it with the chosen point's replicates (a test over runs of that one knob), not with the twins."""
+    import csv
+
+    from ltune.report import report
+    from tests.test_report import fake_run
+
+    sweeper = JointSweeper(tmp_path, joint_score, seeds=[1, 2, 3, 4, 5, 6], axes=AXES,
+                           contrasts={"prefix": ["method.objective"]}, contrast_seeds=[1, 2, 3, 4, 5, 6])
+    sweeper.sweep(["method=prefix"])
+    finals = [f for f in sweeper.launched if f.startswith("final/")]
+    assert finals[:2] == ["final/prefix_s1", "final/prefix_contrast_objective-pairs_s1"] and len(finals) == 12
+    for seed in range(1, 7):
+        for folder, objective, accuracy in (("final/prefix", "softmax", 0.80), ("final/prefix_contrast_objective-pairs",
+                                                                                 "pairs", 0.70)):
+            fake_run(tmp_path, "smollm2", "sst2", "prefix", seed, accuracy + 0.002 * seed, name=f"{folder}_s{seed}",
+                     settings={"objective": objective, "map_lr_scale": 100, "lr": 0.01})
+    report(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "paired.csv").open()))
+    assert [(r["a"], r["b"], r["kind"]) for r in rows] == [
+        ("prefix [contrast method.objective=pairs]", "prefix", "contrast: method.objective changed (B: the chosen point)")]
+    assert rows[0]["reads"] == "below" and float(rows[0]["delta"]) == pytest.approx(-0.10)

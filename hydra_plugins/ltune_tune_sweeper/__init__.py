@@ -55,6 +55,11 @@ class TuneSweeperConf:
     #: Within one comparison (cells that differ in the method only) every cell must search the same number
     #: of points; true lets unequal ones run, flagged in tuning.md and the report.
     allow_unequal_budgets: bool = False
+    #: {method name: [axis key, ...]}: besides the replicates of the chosen point, train the chosen point
+    #: with each listed axis at each of its other values (a test over runs of that one knob), on
+    #: contrast_seeds (default: the replicate seeds). The report pairs each with the chosen point.
+    contrasts: Optional[Any] = None
+    contrast_seeds: Optional[List[int]] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="ltune_tune", node=TuneSweeperConf, provider="ltune")

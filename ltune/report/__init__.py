@@ -63,11 +63,17 @@ def attach_tuning(runs: list[dict]) -> None:
             cells_of[sweep] = tuning_cells_at(sweep)
         run["tuned"], run["search_size"] = frozenset(), None
         for cell in cells_of[sweep]:
-            pattern = re.escape(str(cell.get("name"))) + r"(_(epochs|steps)\d+)?(_lr.*)?_s\d+"
-            if re.fullmatch(pattern, path.name):
-                run["tuned"] = frozenset(k for k in cell.get("axes") or {} if k != "trainer.lr")
+            axes = cell.get("axes") or {}
+            found = re.fullmatch(re.escape(str(cell.get("name"))) + r"(_(epochs|steps)\d+)?"
+                                 r"(_contrast_(?P<short>[A-Za-z0-9_]+?)-[^/]+|_lr.*)?_s\d+", path.name)
+            if found:
+                run["tuned"] = frozenset(k for k in axes if k != "trainer.lr")
+                if found.group("short"):  # a contrast: the chosen point with this axis changed
+                    run["contrast"] = next((k for k in axes if k.rsplit(".", 1)[-1] == found.group("short")), None)
                 size = cell.get("search_configurations") or len(cell.get("search_space") or [])
-                run["search_size"] = size * len(cell.get("search_seeds") or [1]) if cell.get("searched", True) else 0
+                grown = len(cell.get("extended_points") or cell.get("extended") or [])
+                seeds = len(cell.get("search_seeds") or [1]) if cell.get("searched", True) else 0
+                run["search_size"], run["search_initial"] = size * seeds, (size - grown) * seeds
                 break
 
 

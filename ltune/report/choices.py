@@ -65,8 +65,17 @@ def _short(key: str) -> str:
     return "lr" if key == "trainer.lr" else key.rsplit(".", 1)[-1]
 
 
+#: Longer values (a sentence that starts a prefix) are cut to this many characters in tables.
+SHOWN_VALUE = 24
+
+
+def _value(value) -> str:
+    text = lr_text(value) if isinstance(value, float) else str(value)
+    return text if len(text) <= SHOWN_VALUE else text[:SHOWN_VALUE - 1].rstrip() + "…"
+
+
 def point_words(values: dict) -> str:
-    return ", ".join(f"{_short(k)}={lr_text(v) if isinstance(v, float) else v}" for k, v in values.items())
+    return ", ".join(f"{_short(k)}={_value(v)}" for k, v in values.items())
 
 
 def _edges(cell: dict) -> list[str]:
@@ -139,7 +148,7 @@ def _joint_columns(cell: dict) -> tuple[str, str, str]:
     """(search space, scores, chosen) of a joint search for the table."""
     axes = cell.get("axes") or {}
     space = (f"{cell.get('search_configurations', len(cell.get('points') or []))} points: "
-             + " x ".join(f"{_short(k)} {{{', '.join(lr_text(v) if isinstance(v, float) else str(v) for v in values)}}}"
+             + " x ".join(f"{_short(k)} {{{', '.join(_value(v) for v in values)}}}"
                           for k, values in axes.items()))
     ranked = sorted(cell.get("points") or [], key=lambda p: -1 if p["score"] is None else -p["score"])
     shown = "; ".join(f"{point_words(p['values'])}: {'failed' if p['score'] is None else format(p['score'], '.3f')}"

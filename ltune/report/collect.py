@@ -200,9 +200,15 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
         frozen = json.dumps(run["settings"], sort_keys=True, default=str)
         groups[(run["model"], run["data"], run["method"], frozen)].append(run)
     by_cell = defaultdict(list)
-    for key in groups:
-        by_cell[key[:3]].append(key)
     named = {}
+    for key in groups:
+        contrast = groups[key][0].get("contrast")
+        if contrast:  # the chosen point with one axis changed: named by that axis
+            value = str(groups[key][0]["settings"].get(contrast))
+            value = value if len(value) <= 24 else value[:23].rstrip() + "…"
+            named[(*key[:3], f"contrast {contrast}={value}")] = sorted(groups[key], key=lambda r: r["seed"])
+        else:
+            by_cell[key[:3]].append(key)
     for cell, keys in by_cell.items():
         settings = [groups[key][0]["settings"] for key in keys]
         tuned = all(r["stage"] == "final" for key in keys for r in groups[key])

@@ -77,6 +77,7 @@ def method_pairs(groups: dict[tuple, list[dict]], wanted: dict[str, str], kind: 
     specifies them, or both with method.init=text), else any two groups (a requested comparison).
     Also lines naming the differing settings of candidates that share fewer."""
     pairs, unpaired = [], []
+    groups = {key: runs for key, runs in groups.items() if not runs[0].get("contrast")}
     for key in groups:
         if key[2] not in wanted:
             continue
@@ -96,9 +97,26 @@ def method_pairs(groups: dict[tuple, list[dict]], wanted: dict[str, str], kind: 
     return pairs, unpaired
 
 
+def contrast_pairs(groups: dict[tuple, list[dict]]) -> list[tuple]:
+    """(contrast, chosen, kind) for each contrast of a joint search (the chosen point with one axis changed)
+    and the chosen point's replicates of the same model, data and method."""
+    pairs = []
+    for key, runs in groups.items():
+        axis = runs[0].get("contrast")
+        if not axis:
+            continue
+        for other, chosen in groups.items():
+            if other[:3] == key[:3] and not chosen[0].get("contrast") and all(
+                    runs[0]["settings"].get(k) == chosen[0]["settings"].get(k)
+                    for k in runs[0]["settings"].keys() | chosen[0]["settings"].keys() if k != axis):
+                pairs.append((key, other, f"contrast: {axis} changed (B: the chosen point)"))
+    return pairs
+
+
 def one_setting_pairs(groups: dict[tuple, list[dict]]) -> list[tuple]:
     """(changed, default, kind) for two groups of one model, data and method that differ in exactly
     one setting."""
+    groups = {key: runs for key, runs in groups.items() if not runs[0].get("contrast")}
     pairs, keys = [], list(groups)
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
@@ -121,7 +139,7 @@ def comparisons(groups: dict[tuple, list[dict]], compare=()) -> tuple[list, list
         requested, not_requested = method_pairs(groups, {method_a: method_b}, REQUESTED_KIND, same_departures=False)
         pairs += [p for p in requested if p[:2] not in {q[:2] for q in pairs}]
         unpaired += not_requested
-    return pairs + one_setting_pairs(groups), unpaired
+    return pairs + one_setting_pairs(groups) + contrast_pairs(groups), unpaired
 
 
 def dev_by_seed(runs: list[dict], metric: str = "accuracy") -> dict[int, float]:
@@ -178,9 +196,16 @@ def search_size(runs: list[dict]) -> int | None:
 
 
 def search_sizes_text(runs_a: list[dict], runs_b: list[dict]) -> str:
-    """'' when both arms' tunings spent the same number of search runs, else what each spent."""
+    """'' when both arms' tunings spent the same number of search runs, else what each spent, and whether
+    their first grids differed (an unequal budget) or only the growth past a winning edge did (one rule
+    for both, spent where it found an edge)."""
     a, b = search_size(runs_a), search_size(runs_b)
-    return "" if a is None or b is None or a == b else f"tuning budget: A {a} search runs vs B {b}"
+    if a is None or b is None or a == b:
+        return ""
+    first = [max({r.get("search_initial") for r in runs} - {None}, default=None) for runs in (runs_a, runs_b)]
+    why = ("their first grids differ: an unequal tuning budget" if first[0] != first[1]
+           else "equal first grids; the rest grew past a winning edge")
+    return f"tuning budget: A {a} search runs vs B {b} ({why})"
 
 
 def compare_groups(a: tuple, b: tuple, kind: str, groups: dict[tuple, list[dict]]) -> dict:

@@ -166,6 +166,6 @@ def test_what_a_joint_search_chose_is_a_result_and_unequal_tuning_budgets_are_na
     report(sweep)
     row = pairs(sweep)[("l_prefix", "prefix")]
     assert row["kind"] == "L-method vs vanilla twin" and (row["search_a"], row["search_b"]) == ("16", "4")
-    assert row["conditions_differ"] == "tuning budget: A 16 search runs vs B 4"
+    assert row["conditions_differ"] == "tuning budget: A 16 search runs vs B 4 (their first grids differ: an unequal tuning budget)"
     results = {r["method"]: r for r in csv.DictReader((sweep / "results.csv").open())}
     assert results["l_prefix"]["variant"] == "" and results["l_prefix"]["search_runs"] == "16"

@@ -29,7 +29,8 @@ def test_one_studys_reports_regenerate_from_its_committed_runs():
 @pytest.mark.slow  # every study: about a minute on 2 cores
 @pytest.mark.parametrize("study", EVERY)
 def test_every_studys_reports_regenerate(study):
-    assert [d for _, call in regenerate.calls([study]) for d in regenerate.check(call)] == []
+    ready = [call for _, call in regenerate.calls([study]) if (regenerate.ROOT / regenerate.report_folder(call)).is_dir()]
+    assert [d for call in ready for d in regenerate.check(call)] == []  # a study in progress: its written folders
 
 
 def test_a_changed_report_is_caught(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 OUTPUTS ?= outputs
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test test-slow coverage train reports wheel-smoke test-floor gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-label-semantics reproduce-learning-curve reproduce-decoder-best reproduce-paper
+.PHONY: install lock test test-slow coverage train reports wheel-smoke test-floor test-newest gpu-wheels gpu-offline-check reproduce-offline reproduce-offline-lora reproduce-smollm2 reproduce-ablations reproduce-sst2-seeds reproduce-label-semantics reproduce-learning-curve reproduce-decoder-best reproduce-paper
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -66,9 +66,13 @@ reports:
 wheel-smoke:
 	bash scripts/wheel_smoke.sh $(BIN)/python
 
-# The tiny-model method tests against the oldest transformers and peft pyproject.toml declares.
+# The tiny-model method tests against the oldest transformers and peft pyproject.toml declares, pinned over
+# the newest releases (the downgrade path), and against the newest releases themselves.
 test-floor:
 	bash scripts/test_floor.sh $(PYTHON)
+
+test-newest:
+	bash scripts/test_newest.sh $(PYTHON)
 
 # Wheels for a GPU host without network (CPython 3.12, manylinux x86_64): see README.
 gpu-wheels:

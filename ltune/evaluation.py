@@ -8,13 +8,17 @@ from collections import Counter
 from typing import NamedTuple
 
 import torch
-from sklearn.metrics import f1_score, matthews_corrcoef
+from sklearn.metrics import balanced_accuracy_score, f1_score, matthews_corrcoef
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ltune.methods.base import TuningMethod
 from ltune.metric_names import METRICS
 from ltune.runtime import bf16_products
+
+
+#: Classes whose shares differ by more than this are unequal: the metrics then add balanced accuracy.
+UNEQUAL_CLASSES = 0.05
 
 
 def compute_metrics(predictions: list[int], labels: list[int], names: list[str]) -> dict[str, float]:
@@ -30,6 +34,10 @@ def compute_metrics(predictions: list[int], labels: list[int], names: list[str])
         out["f1"] = float(f1_score(labels, predictions, average="binary", zero_division=0))
     if "macro_f1" in names:
         out["macro_f1"] = float(f1_score(labels, predictions, average="macro", zero_division=0))
+    shares = [n / len(labels) for n in Counter(labels).values()] if labels else []
+    if shares and max(shares) - min(shares) > UNEQUAL_CLASSES:
+        # unequal classes: accuracy rewards the majority class; the mean recall per class does not
+        out["balanced_accuracy"] = float(balanced_accuracy_score(labels, predictions))
     return out
 
 

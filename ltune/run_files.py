@@ -29,9 +29,11 @@ LOCK = ".lock"
 COMPRESSED = ".gz"
 
 
-def check_folder_path(path: Path, what: str) -> None:
-    """That ``path`` is a folder or can become one: no part of it is an existing file (checked
-    before anything is written, so the problem is one line, not a NotADirectoryError)."""
+def check_folder_path(path: Path, what: str, way_out: str = "give a folder there") -> None:
+    """That ``path`` is a folder or can become one, and can be written: no part of it is an existing
+    file, and its nearest existing folder takes a new file (a read-only file system, a folder without
+    write permission). Checked before anything is written or loaded, so the problem is one line, not
+    a NotADirectoryError or OSError halfway through; ``way_out`` ends the line."""
     from ltune.errors import LtuneError
 
     path = Path(path).expanduser()
@@ -40,6 +42,13 @@ def check_folder_path(path: Path, what: str) -> None:
             if not part.is_dir():
                 where = "is a file" if part == path else f"is below {part}, which is a file"
                 raise LtuneError(f"{what} {path} {where}, not a folder; give a folder there")
+            try:  # a real write: permissions say nothing of a read-only mount, and root passes them all
+                fd, probe = tempfile.mkstemp(dir=part, prefix=".ltune-write-check-")
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as err:
+                raise LtuneError(f"{what} {path} cannot be written ({err.strerror or err}: {part}); "
+                                 f"{way_out}") from None
             return
 
 

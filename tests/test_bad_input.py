@@ -58,11 +58,58 @@ label_texts: ["this text is about sports", "this text is about cooking and food"
 """
 
 
+NULL_TEXT = '{"text": null}\n'
+EMPTY_CSV_TEXT = 'text\na\n""\n'
+
+
+def nli_file(tmp: Path, split: str, n: int) -> Path:
+    """SuperGLUE-style RTE rows (premise, hypothesis, label, idx) as JSONL."""
+    return write(tmp / f"rte_{split}.jsonl", "".join(json.dumps({"premise": f"p {i}", "hypothesis": f"h {i}",
+                                                                 "label": "entailment", "idx": i}) + "\n" for i in range(n)))
+
+
 def user_conf(tmp: Path, name: str, text: str) -> Path:
     """A user's --config-dir with one data config (TRAIN/DEV: two small jsonl files)."""
     train, dev = write(tmp / "u_train.jsonl", rows()), write(tmp / "u_dev.jsonl", rows(6))
     write(tmp / "my_conf" / "data" / f"{name}.yaml", text.replace("TRAIN", str(train)).replace("DEV", str(dev)))
     return tmp / "my_conf"
+
+
+def model_folder(tmp: Path, fault: str) -> Path:
+    """A tiny BERT saved with save_pretrained, with one fault: 'empty' (nothing in it), 'no_tokenizer' (no
+    tokenizer files), 'shapes' (config.json names another MLP width than the weights have), 'layers'
+    (config.json has 4 layers, the checkpoint 2: the issue's checkpoint that lacks layers)."""
+    folder = tmp / f"model_{fault}"
+    folder.mkdir(parents=True)
+    if fault == "empty":
+        return folder
+    from transformers import AutoModel
+
+    from tests.tiny import tiny_config, tokenizer
+
+    AutoModel.from_config(tiny_config("bert")).save_pretrained(folder)
+    if fault == "small_vocab":  # a tokenizer of five special tokens: every word is [UNK]
+        from tokenizers import Tokenizer, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+
+        raw = Tokenizer(models.WordLevel({t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])},
+                                         unk_token="[UNK]"))
+        raw.pre_tokenizer = pre_tokenizers.Whitespace()
+        PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    elif fault != "no_tokenizer":
+        tokenizer().save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    if fault == "shapes":
+        config["intermediate_size"] += 8
+    if fault == "layers":
+        config["num_hidden_layers"] += 2
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def model_path(tmp: Path, fault: str) -> list[str]:
+    return ["train", "model=bert", f"model.path={model_folder(tmp, fault)}", *SHORT]
 
 
 # Each case: (id, function of tmp_path and the finished run giving the arguments, text the line must hold).
@@ -119,7 +166,8 @@ CASES = [
     ("resume of a finished run", lambda t, r: ["train", f"resume={r}"], "that run already finished"),
     # -- sources that are not there (checked before any folder exists) ------------------------
     ("hub model offline", lambda t, r: ["train", "model=bert", *SHORT],
-     "cannot load 'bert-base-uncased' from the Hugging Face hub"),
+     "model=bert needs 'bert-base-uncased' from the Hugging Face hub, which is offline here (HF_HUB_OFFLINE) and not in "
+     "the local cache"),
     ("hub data offline, no GLUE advice", lambda t, r: ["train", "data=cb", *SHORT],
      "give local files with data.files={train: ..., validation: ...}, or use data=demo"),
     ("missing GLUE folder", lambda t, r: ["train", "data=rte", f"data.glue_dir={t}"], "/RTE not found; data.glue_dir must hold RTE/train.tsv"),
@@ -137,6 +185,11 @@ CASES = [
      "has label 'golf', which is not in data.label_names"),
     ("null text", lambda t, r: ["train", *SHORT, *data_files(t, write(t / "n.jsonl", '{"text": null, "label": "sports"}\n' * 20))],
      "has no text in column 'text' (null)"),
+    ("empty text", lambda t, r: ["train", *SHORT, *data_files(t, write(t / "e2.jsonl", rows(6) + '{"text": " ", "label": "sports"}\n'))],
+     "row 7 has an empty text in column 'text'"),
+    ("NLI columns under other names", lambda t, r: ["train", *SHORT, "data=rte", "data.glue_dir=null",
+                                                     f"data.files={{train: {nli_file(t, 'train', 8)}, validation: {nli_file(t, 'dev', 2)}}}"],
+     "its columns are: premise, hypothesis, label, idx; use data.text_fields=[premise,hypothesis]"),
     # -- run folders and inputs of eval / predict / explain / report --------------------------
     ("eval without parameters", lambda t, r: ["eval", f"run={t}"], "holds no trained parameters"),
     ("eval without run", lambda t, r: ["eval"], "give the trained run folder: run=<run dir>"),
@@ -153,9 +206,17 @@ CASES = [
      "labels= needs at least two different label texts"),
     ("predict unknown format", lambda t, r: ["predict", f"run={r}", "text=x", "format=xml"], "expected one of [table, jsonl]"),
     ("predict nothing on stdin", lambda t, r: ["predict", f"run={r}"], "no texts to predict"),
+    ("predict a null text", lambda t, r: ["predict", f"run={r}", f"file={write(t / 'n.jsonl', rows(3) + NULL_TEXT)}"],
+     "n.jsonl row 4 has no text in 'text' (null)"),
+    ("explain an empty text in a file", lambda t, r: ["explain", f"run={r}", "format=jsonl",
+                                                     f"file={write(t / 'e.csv', EMPTY_CSV_TEXT)}"],
+     "e.csv row 2 has an empty text in 'text'"),
+    ("predict an empty text", lambda t, r: ["predict", f"run={r}", "text="], "text= is empty"),
     ("explain without text", lambda t, r: ["explain", f"run={r}"], "give the text to explain"),
     ("report of an empty folder", lambda t, r: ["report", str(t)], "no finished runs (metrics.json) under"),
     ("report of a file", lambda t, r: ["report", str(write(t / "x.txt", "x"))], "is not a folder"),
+    ("report comparing a method without runs", lambda t, r: ["report", str(r.parent), "compare=peft_lora:l_prefix"],
+     "compare=peft_lora:l_prefix: no finished peft_lora runs under"),
     ("unknown command", lambda t, r: ["fly"], "unknown command 'fly'; valid commands:"),
     # -- issue 21 -----------------------------------------------------------------------------
     ("negative seed", lambda t, r: ["train", "seed=-1"], "seed must be an integer from 0 to 4294967295, got -1"),
@@ -172,6 +233,28 @@ CASES = [
      "/f.txt, which is a file, not a folder; give a folder there"),
     ("train into a finished run's folder", lambda t, r: ["train", f"hydra.run.dir={r}", *SHORT],
      "already holds a finished run; it is never overwritten: give another hydra.run.dir"),
+    # -- issues 43 and 44: model folders, read-only outputs ------------------------------------
+    ("a learning-curve size outside its sweep", lambda t, r: ["train", "+train_size=n32"],
+     "train_size=n32 is a size of the learning curve's tuning sweep (it sets hydra.sweeper.seeds)"),
+    ("label texts of another kind for a method that reads none", lambda t, r: [
+        "train", "method=prefix", "data.label_text_kind=permuted"],
+     "data.label_text_kind=permuted has no effect with method=prefix: its K-way head reads no label text"),
+    ("empty model folder", lambda t, r: model_path(t, "empty"),
+     "lacks config.json, weights (*.safetensors or pytorch_model.bin), tokenizer files"),
+    ("model folder without tokenizer files", lambda t, r: model_path(t, "no_tokenizer"), "lacks tokenizer files"),
+    ("model weights of other shapes", lambda t, r: model_path(t, "shapes"),
+     "check that its weights, config.json and tokenizer files belong together"),
+    ("model checkpoint without some layers", lambda t, r: model_path(t, "layers"),
+     "has no weights for 32 of the model's parameters (encoder.layer.2."),
+    ("a tokenizer that is not the model's", lambda t, r: model_path(t, "small_vocab"),
+     "has 5 tokens for the model's 30,522 embedding rows: it is not the model's tokenizer"),
+    ("label texts of unknown tokens only", lambda t, r: ["train", "data.label_texts=['运动','烹饪','科技','旅行']", *SHORT],
+     "are unknown tokens only for this model's tokenizer ([UNK])"),
+    ("read-only output folder", lambda t, r: ["train", "output_root=/proc/ltune-outputs", *SHORT],
+     "the output folder (LTUNE_OUTPUT_DIR or output_root) /proc/ltune-outputs cannot be written"),
+    ("explain into a read-only folder", lambda t, r: ["explain", f"run={r}", "text=x", "out=/proc/ltune/x.png"],
+     "the folder of out= /proc/ltune cannot be written"),
+    ("report of a read-only folder", lambda t, r: ["report", "/proc/self"], "the report's folder /proc/self cannot be written"),
 ]
 
 

@@ -119,7 +119,7 @@ def test_multirun_sweeps_methods_into_separate_folders(tmp_path):
         (["-m", "method=l_prefix,lprompt"], "unknown method 'lprompt'; valid options: l_prefix, l_prompt, peft_lora, peft_prompt, prefix, prompt"),
         (["data=glue"], "unknown data 'glue'; valid options: boolq, cb, cola, demo, mnli, mnli_mismatched, mrpc, qnli, qqp, rte, snli, sst2, wnli"),
         (["trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'; valid keys under trainer:"),
-        (["model=bert"], "cannot load 'bert-base-uncased' from the Hugging Face hub (offline or unreachable?); offline alternatives: model=minilm or model=smollm2"),
+        (["model=bert"], "model=bert needs 'bert-base-uncased' from the Hugging Face hub, which is offline here (HF_HUB_OFFLINE) and not in the local cache; offline alternatives: model=minilm or model=smollm2"),
         (["data=rte", "data.glue_dir=null"], "cannot load data set nyu-mll/glue (rte) from the Hugging Face hub (offline or unreachable?); give local files with data.files={train: ..., validation: ...}, a GLUE folder with data.glue_dir"),
         (["trainer.lr=0"], "trainer.lr must be positive"),
         (["model.quantization=4bit"], "model.quantization=4bit needs a CUDA GPU (bitsandbytes) and none is visible"),

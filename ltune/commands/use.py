@@ -35,7 +35,8 @@ class Format(Choice):
 @dataclasses.dataclass
 class EvalOptions:
     run: str = MISSING
-    data: Optional[str] = None  # another data config with the same labels
+    data: Optional[str] = None  # another data config with the same labels: a name, or the path of a yaml file
+    config_dir: Optional[str] = None  # a folder of the user's configs (data/<name>.yaml), as train's --config-dir
     split: Optional[str] = None
     glue_dir: Optional[str] = None
     batch_size: Optional[int] = None  # default: the run's trainer.eval_batch_size
@@ -83,7 +84,8 @@ class ExplainOptions:
 
 
 #: Option values taken as text, never parsed (paths, texts, JSON).
-FREE_TEXT = ("run", "text", "text_pair", "file", "labels", "label_texts", "out", "glue_dir", "data", "split", "max_samples")
+FREE_TEXT = ("run", "text", "text_pair", "file", "labels", "label_texts", "out", "glue_dir", "data", "split", "max_samples",
+             "config_dir")
 
 
 def quote(value: str) -> str:
@@ -135,9 +137,10 @@ def outputs_folder() -> Path:
 def check_output_place(out: str | None) -> None:
     """Before a model is loaded: the result file's folder can exist (no file in its way)."""
     if out:
-        run_files.check_folder_path(Path(out).parent, "the folder of out=")
+        run_files.check_folder_path(Path(out).parent, "the folder of out=", "give out=<a file in a writable folder>")
     else:
-        run_files.check_folder_path(outputs_folder(), "the output folder (LTUNE_OUTPUT_DIR)")
+        run_files.check_folder_path(outputs_folder(), "the output folder (LTUNE_OUTPUT_DIR)",
+                                    "give a writable one: LTUNE_OUTPUT_DIR=<folder>, or out=<file>")
 
 
 def read_run_config(run_dir: Path):
@@ -202,8 +205,40 @@ def load_run(run_dir: Path, label_texts: list[str] | None = None, device: str | 
     return cfg, method.eval()
 
 
+def eval_data_config(options: EvalOptions, run_cfg):
+    """The data config ``data=`` names: one of ltune's, one in ``config_dir=`` (data/<name>.yaml), or the path
+    of a yaml file; composed and checked as ``ltune train`` would, and with the run's label names in the
+    run's order (a label's index is what the run's head or label texts mean)."""
+    import shutil
+    import tempfile
+
+    from ltune.config import check_overrides, compose_checked, validate_data
+
+    given = Path(options.data).expanduser()
+    extra = [Path(options.config_dir)] if options.config_dir else []
+    for folder in extra:
+        if not (folder / "data").is_dir():
+            raise LtuneError(f"config_dir={folder} has no data/ folder; give the folder that holds data/<name>.yaml")
+    if options.data.endswith((".yaml", ".yml")) or given.is_file():
+        if not given.is_file():
+            raise LtuneError(f"data={options.data}: no such file; give a data config's yaml file or a data config name")
+        with tempfile.TemporaryDirectory(prefix="ltune-eval-data-") as scratch:
+            (Path(scratch) / "data").mkdir()
+            shutil.copyfile(given, Path(scratch) / "data" / given.name)
+            data_cfg = compose_checked([f"data={given.stem}"], [Path(scratch)]).data
+    else:
+        check_overrides([f"data={options.data}", *(a for d in extra for a in ("--config-dir", str(d)))])
+        data_cfg = compose_checked([f"data={options.data}"], extra).data
+    validate_data(data_cfg)
+    if [str(n) for n in data_cfg.label_names] != [str(n) for n in run_cfg.data.label_names]:
+        raise LtuneError(
+            f"data {data_cfg.name} has labels {[str(n) for n in data_cfg.label_names]}, the run was trained on "
+            f"{[str(n) for n in run_cfg.data.label_names]}; eval needs the same label names in the same order"
+        )
+    return data_cfg
+
+
 def eval_command(args: list[str]) -> dict:
-    from ltune.config import check_overrides, compose
     from ltune.data import load_task
     from ltune.data.collate import evaluation_loader
     from ltune.evaluation import predict_scores, score, tie_warning, tied_label_groups
@@ -218,24 +253,18 @@ def eval_command(args: list[str]) -> dict:
             raise LtuneError(f"label_texts= gives {len(wording)} label texts but the run has "
                              f"{len(run_cfg.data.label_names)} labels {[str(n) for n in run_cfg.data.label_names]}; "
                              f"give one text per label, in that order")
+    run_cfg = read_run_config(Path(options.run))
+    data_cfg = eval_data_config(options, run_cfg) if options.data else run_cfg.data  # checked before the model loads
     cfg, method = load_run(Path(options.run), wording, device=options.device)
     # The run's own precision and evaluation batch size, so that its dev figure is reproduced.
     precision = str(options.precision or cfg.trainer.get("precision", "fp32"))
     batch_size = options.batch_size or cfg.trainer.get("eval_batch_size", 32)
-    data_cfg = cfg.data
-    if options.data:
-        check_overrides([f"data={options.data}"])
-        data_cfg = compose([f"data={options.data}"]).data
     OmegaConf.set_struct(data_cfg, False)
     if options.glue_dir:
         data_cfg.glue_dir = options.glue_dir
     if options.split:
         data_cfg.eval_split = options.split
-    if [str(n) for n in data_cfg.label_names] != [str(n) for n in cfg.data.label_names]:
-        raise LtuneError(
-            f"data {data_cfg.name} has labels {list(data_cfg.label_names)}, the run was trained on "
-            f"{list(cfg.data.label_names)}; eval needs the same label names"
-        )
+
     # By default the run's own cap (so the run's dev figure is reproduced); max_samples=all lifts it.
     if options.max_samples == "all":
         data_cfg.max_eval_samples = None
@@ -295,11 +324,19 @@ def read_texts(options, fields: list[str]) -> list[tuple[str, ...]]:
             missing = [k for k in keys if k not in records[0]]
             if missing:
                 raise LtuneError(f"{path} has no column(s) {missing}; give {fields} or 'text'")
+            for number, record in enumerate(records, start=1):
+                for key in keys:
+                    value = record[key]
+                    if value is None or not str(value).strip():
+                        raise LtuneError(f"{path} row {number} has {'no' if value is None else 'an empty'} text in "
+                                         f"'{key}'{' (null)' if value is None else ''}; drop or fill such rows")
             rows = [tuple(str(r[k]) for k in keys) for r in records]
         else:
             rows = [(line,) for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     else:
         rows = [(line,) for line in sys.stdin.read().splitlines() if line.strip()]
+    if options.text and any(not t.strip() for row in rows for t in row if t is not None):
+        raise LtuneError("text= is empty; give the text to score")
     if not rows:
         raise LtuneError("no texts to predict: give text=..., file=... or lines on stdin")
     if len(fields) > 1 and len(rows[0]) == 1:

@@ -141,7 +141,7 @@ def check_run_configs(args: list[str]) -> None:
     value out of range is one line."""
     from ltune.config.schema import validate
 
-    from ltune.backbone import resolve_model_source
+    from ltune.backbone.sources import check_model_source
     from ltune.data import check_sources
     from ltune.run_files import check_folder_path
 
@@ -149,9 +149,10 @@ def check_run_configs(args: list[str]) -> None:
     for overrides in sweep_combinations(args):
         cfg = compose_checked(overrides, extra_dirs)
         validate(cfg)
-        check_folder_path(Path(str(cfg.output_root)), "the output folder (LTUNE_OUTPUT_DIR or output_root)")
+        check_folder_path(Path(str(cfg.output_root)), "the output folder (LTUNE_OUTPUT_DIR or output_root)",
+                          "give a writable one: LTUNE_OUTPUT_DIR=<folder> or output_root=<folder>")
         check_sources(cfg.data)
-        resolve_model_source(cfg.model)
+        check_model_source(cfg.model)
 
 
 def compose_checked(overrides: list[str], extra_dirs: list[Path] = ()):
@@ -169,6 +170,13 @@ def compose_checked(overrides: list[str], extra_dirs: list[Path] = ()):
         context = err.__context__ if isinstance(err.__context__, OmegaConfBaseException) else None
         cause = err.__cause__ or context or err
         full_key = getattr(cause, "full_key", None)
+        size = chosen_option("train_size", overrides) if any(
+            o.lstrip("+~").startswith("train_size=") for o in overrides) else None
+        if size and full_key and full_key.startswith("hydra.sweeper."):
+            raise LtuneError(f"train_size={size} is a size of the learning curve's tuning sweep (it sets {full_key}); "
+                             f"run it with experiment=learning_curve (make reproduce-learning-curve), or for one run give "
+                             f"the size's settings yourself (ltune/conf/train_size/{size}.yaml: data.max_train_samples, "
+                             f"data.max_heldout_samples, trainer.*)") from None
         if full_key and "not in" in str(cause):
             parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
             keys = ", ".join(valid_keys(parent, overrides, extra_dirs))
@@ -282,6 +290,20 @@ def differing_settings(saved: dict, wanted: dict, skip=(), prefix: str = "") -> 
 def same_settings(saved: dict, wanted: dict, skip=()) -> bool:
     """Whether two resolved configs agree on every key both have (see differing_settings)."""
     return not differing_settings(saved, wanted, skip)
+
+
+def validate_data(data_cfg) -> None:
+    """The data schema's checks on a data config alone (``ltune eval data=``)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ltune.checks import one_line
+    from ltune.config.schema import DataConfig
+
+    try:
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), data_cfg))
+    except OmegaConfBaseException as err:
+        raise LtuneError(one_line(err)) from None
 
 
 def validate(cfg) -> None:

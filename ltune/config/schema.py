@@ -238,6 +238,12 @@ class RunConfig:
         require(self.trainer.select_on in self.data.metrics,
                 f"trainer.select_on={self.trainer.select_on} is not computed for data={self.data.name} "
                 f"(its metrics: {', '.join(self.data.metrics)}); pick one of those or add it to data.metrics")
+        kind = getattr(self.data.label_text_kind, "value", self.data.label_text_kind)
+        from ltune.methods.config import LabelTextConfig
+
+        require(kind == "configured" or isinstance(self.method, LabelTextConfig),
+                f"data.label_text_kind={kind} has no effect with method={getattr(self.method, 'name', '?')}: its "
+                f"K-way head reads no label text; use an L-method (l_prefix, l_prompt) or data.label_text_kind=configured")
 
 
 def register() -> None:

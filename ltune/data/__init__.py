@@ -166,6 +166,26 @@ def label_lookup(cfg):
     return lookup
 
 
+#: Columns that name an example rather than hold its text or label.
+ID_COLUMNS = ("id", "idx", "index", "guid", "uid")
+
+
+def column_hint(row: dict, fields: list[str], label_field: str) -> str:
+    """'; use data.text_fields=[premise,hypothesis]' (and/or data.label_field=...) where the file's own
+    columns can stand in for the missing ones: its text columns, in order, as many as data.text_fields has."""
+    hints = []
+    if label_field not in row:
+        labels = [c for c in row if str(c).lower() in ("label", "labels", "gold_label", "class", "target", "category")]
+        if labels:
+            hints.append(f"data.label_field={labels[0]}")
+    if any(f not in row for f in fields):
+        texts = [c for c in row if isinstance(row[c], str) and str(c).lower() not in ID_COLUMNS
+                 and c != label_field and not (hints and c == hints[0].split("=", 1)[1])]
+        if len(texts) >= len(fields):
+            hints.append(f"data.text_fields=[{','.join(map(str, texts[:len(fields)]))}]")
+    return f"; use {' '.join(hints)}" if hints else "; set data.text_fields (and data.label_field) to its columns"
+
+
 def to_examples(rows: list[dict], cfg, split: str) -> list[Example]:
     fields, label_field = list(cfg.text_fields), cfg.label_field
     if not rows:
@@ -174,6 +194,7 @@ def to_examples(rows: list[dict], cfg, split: str) -> list[Example]:
     if missing:
         raise LtuneError(
             f"data set {cfg.name} ({split}) has no column(s) {missing}; its columns are: {', '.join(map(str, rows[0]))}"
+            + column_hint(rows[0], fields, label_field)
         )
     lookup = label_lookup(cfg)
     skip = {_normalise(v) for v in (cfg.get("skip_labels") or [])}
@@ -195,6 +216,11 @@ def to_examples(rows: list[dict], cfg, split: str) -> list[Example]:
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 raise LtuneError(
                     f"data set {cfg.name} ({split}) row {number + 1} has no text in column '{field}' (null); "
+                    f"drop or fill such rows"
+                )
+            if not str(value).strip():
+                raise LtuneError(
+                    f"data set {cfg.name} ({split}) row {number + 1} has an empty text in column '{field}'; "
                     f"drop or fill such rows"
                 )
             texts.append(str(value))

@@ -5,6 +5,7 @@ it claims gives one error naming the file, the line and what was expected."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -75,12 +76,15 @@ def _parse_json(text: str, path: Path) -> list[dict]:
 
 
 def _parse_delimited(text: str, path: Path, delimiter: str) -> list[dict]:
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    # The csv module reads the text with its line endings (newline=""), so a quoted field that holds a
+    # newline keeps it; line numbers are the file's own (a row may span lines).
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = next(reader, None)
     if not header:
         raise LtuneError(f"{path} has no header row; the first line must name the columns")
-    rows = []
-    for number, values in enumerate(reader, start=2):
+    rows, start = [], reader.line_num + 1
+    for values in reader:
+        number, start = start, reader.line_num + 1
         if not values:
             continue
         if len(values) != len(header):

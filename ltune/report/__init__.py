@@ -137,6 +137,17 @@ def balance_target(groups: dict, wanted: str | None) -> tuple | None:
     return found[0]
 
 
+def check_compare(groups: dict, compare, folders) -> None:
+    """A requested comparison whose side has no finished replicates is one line (nothing is written)."""
+    methods = sorted({key[2] for key in groups})
+    for a, b in compare:
+        absent = [m for m in (a, b) if m not in methods]
+        if absent:
+            where = ", ".join(map(str, folders))
+            raise LtuneError(f"compare={a}:{b}: no finished {' or '.join(absent)} runs under {where} (its methods with "
+                             f"runs: {', '.join(methods)}); drop the pair or add that sweep's folder with with=")
+
+
 def report(folder: Path, compare=(), others=(), balance: str | None = None) -> Path:
     """Write the report of every run under ``folder`` and under each of ``others`` (other sweeps'
     folders, read as if their runs were here; the report is written in ``folder``); ``compare``:
@@ -146,6 +157,10 @@ def report(folder: Path, compare=(), others=(), balance: str | None = None) -> P
     conditions most runs have)."""
     folder, others = Path(folder), [Path(other) for other in others]
     check_folders(folder, others)
+    from ltune.run_files import check_folder_path
+
+    check_folder_path(folder, "the report's folder", "the report is written beside the runs: copy the folder somewhere "
+                                                     "writable and report there")
     finished, problems = [], []
     for root in (folder, *others):
         runs, broken = collect(root)
@@ -164,6 +179,7 @@ def report(folder: Path, compare=(), others=(), balance: str | None = None) -> P
     readable = finished
     finished, repeats = drop_repeated_seeds(finished)
     groups = replicate_groups(finished)
+    check_compare(groups, compare, [folder, *others])
     target = balance_target(groups, balance)
     rows = summarise(groups)
     add_vanilla_targets(rows, groups)

@@ -10,7 +10,8 @@ from ltune.report.tables import (accuracy_table, efficiency_table, method_name, 
                                  stopping_table)
 
 OTHER_METRICS = (("matthews_corr", "Matthews correlation (CoLA's official metric)"), ("f1", "F1"),
-                 ("macro_f1", "Macro-F1"))
+                 ("macro_f1", "Macro-F1"),
+                 ("balanced_accuracy", "Balanced accuracy (the mean recall per class; the majority class alone scores 1/K)"))
 EFFICIENCY_TEXT = (
     f"Own plateau: the run's best held-out accuracy; steps/seconds: the first held-out evaluation reaching "
     f"{PLATEAU_FRACTION:.0%} of it. Best vanilla plateau: the highest mean best held-out accuracy of prefix or "

@@ -11,7 +11,7 @@ from ltune.report.stats import first_reaching, mean_ci, metric_range
 
 METHOD_ORDER = ["prefix", "prompt", "l_prefix", "l_prompt"]
 VANILLA = ("prefix", "prompt", "peft_prompt")
-DEV_METRICS = ("accuracy", "matthews_corr", "f1", "macro_f1")
+DEV_METRICS = ("accuracy", "matthews_corr", "f1", "macro_f1", "balanced_accuracy")
 #: The share of a run's own plateau (best held-out accuracy) that "converged" means here.
 PLATEAU_FRACTION = 0.95
 
@@ -107,6 +107,14 @@ def capped(run: dict) -> bool:
     return best >= (1 - CAPPED_TAIL) * budget
 
 
+def majority_rate(run: dict) -> float | None:
+    """What predicting the most frequent dev class alone scores (metrics.json, or the saved predictions)."""
+    if run["dev"].get("majority_rate") is not None:
+        return run["dev"]["majority_rate"]
+    labels = [y for _, y in run.get("predictions", {}).values()]
+    return max(Counter(labels).values()) / len(labels) if labels else None
+
+
 def learning_rate(run: dict):
     lr = run["settings"].get("trainer.lr")
     return run["settings"].get("method.lr") if lr is None else lr
@@ -123,6 +131,7 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
             if all(metric in r["dev"] for r in runs):
                 found = mean_ci([r["dev"][metric] for r in runs], metric_range(metric))
                 row.update({f"dev_{metric}_{k}": v for k, v in found.items()})
+        row["dev_majority_rate"] = _mean([majority_rate(r) for r in runs])
         paper = paper_accuracy(model, data, method)
         row["paper_accuracy"] = paper
         row["delta_vs_paper"] = None if paper is None else row["dev_accuracy_mean"] - paper

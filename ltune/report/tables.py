@@ -70,7 +70,13 @@ def accuracy_table(rows: list[dict], metric: str = "accuracy") -> str:
     methods = sorted({(r["method"], r["variant"]) for r in rows},
                      key=lambda mv: (order.get(mv[0], 99), natural_key(mv[0]), natural_key(mv[1])))
     by_key = {(r["model"], r["data"], r["method"], r["variant"]): r for r in rows}
-    lines = ["| method | " + " | ".join(f"{m} / {d}" for m, d in columns) + " |", "|---|" + "---|" * len(columns)]
+    majority = {}
+    for r in rows:
+        if r.get("dev_majority_rate") is not None:
+            majority.setdefault((r["model"], r["data"]), r["dev_majority_rate"])
+    heads = [f"{m} / {d}" + (f" (majority class {majority[(m, d)]:.3f})" if metric == "accuracy" and (m, d) in majority else "")
+             for m, d in columns]
+    lines = ["| method | " + " | ".join(heads) + " |", "|---|" + "---|" * len(columns)]
     for method, variant in methods:
         cells = []
         for model, data in columns:

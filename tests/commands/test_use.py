@@ -76,3 +76,34 @@ def test_predict_command_pairs_texts_with_their_scores(tmp_path, monkeypatch, ca
     warnings = [line for line in err.splitlines() if line.startswith("ltune: warning:")]
     assert len(warnings) == 1 and "'this text is about politics', 'this text is about football'" in warnings[0]
     assert "method.z_input=states" in warnings[0] and "method.pool_softmax=false" in warnings[0]
+
+
+def test_eval_scores_a_run_on_the_users_own_data_config(trained_runs, tmp_path, monkeypatch, capsys):
+    """Issue 43, item 9: a user's data config, given as the path of its yaml file or by name with config_dir=,
+    composed and checked as train composes it; one with other label names is refused in one line before the
+    model loads."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from tests.conftest import run_cli
+
+    run = trained_runs("l_prefix")
+    demo = Path(__file__).resolve().parents[2] / "ltune" / "data" / "demo"
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "ltune" / "conf" / "data" / "demo.yaml").read_text())
+    config.update(name="mytopics", files={"train": str(demo / "train.jsonl"), "validation": str(demo / "dev.jsonl")})
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    (tmp_path / "conf" / "data" / "mytopics.yaml").write_text(yaml.safe_dump(config))
+    outputs = tmp_path / "outputs"
+    for args in ([f"data={tmp_path / 'conf' / 'data' / 'mytopics.yaml'}"], ["data=mytopics", f"config_dir={tmp_path / 'conf'}"]):
+        code, out, err = run_cli(["eval", f"run={run}", *args, "max_samples=16"], outputs, monkeypatch, capsys)
+        assert code in (0, None), err[-2000:]
+        assert "ltune: mytopics validation (16 texts)" in out
+    (result, *_) = sorted((outputs / "evals" / run.name).glob("mytopics_validation_*.json"))
+    assert json.loads(result.read_text())["metrics"]["examples"] == 16
+    config["label_names"] = ["travel", "sports", "cooking", "technology"]
+    (tmp_path / "conf" / "data" / "shuffled.yaml").write_text(yaml.safe_dump({**config, "name": "shuffled"}))
+    code, out, err = run_cli(["eval", f"run={run}", f"data={tmp_path / 'conf' / 'data' / 'shuffled.yaml'}"],
+                             outputs, monkeypatch, capsys)
+    assert code == 2 and "eval needs the same label names in the same order" in err

@@ -207,3 +207,40 @@ def test_phantom_classes_and_null_texts_are_refused(tmp_path, rows, overrides, m
     with pytest.raises(LtuneError) as info:
         load_task(local_cfg(tmp_path, rows, rows, **overrides), seed=0)
     assert message in str(info.value)
+
+
+def test_a_files_own_repeated_ids_never_pair_or_reorder_rows(tmp_path):
+    """Issue 43, item 7: a data file's own id column is not what ltune pairs or orders by. Every example's id
+    is its row's position in the split's source, unique whatever the file says, so predictions, pairing
+    between runs and predict's order go to the right rows even when the file repeats its ids."""
+    import torch
+
+    from ltune.evaluation import Predictions, in_given_order
+
+    rows = [{"sentence": f"text {i}", "label": i % 2, "id": 7} for i in range(40)]
+    dev = [{"sentence": f"dev {i}", "label": i % 2, "idx": 0} for i in range(12)]
+    task = load_task(local_cfg(tmp_path, rows, dev, labels_are_indices=True), seed=0)
+    assert sorted(e.id for e in task.dev) == list(range(12))
+    assert [e.texts[0] for e in sorted(task.dev, key=lambda e: e.id)] == [f"dev {i}" for i in range(12)]
+    ids = [e.id for e in task.train + task.heldout]
+    assert len(set(ids)) == len(ids) == 40
+    # predictions come back in length order; each row goes to the example whose id it carries
+    order = torch.tensor([3, 0, 2, 1])
+    scores = torch.arange(8, dtype=torch.float).view(4, 2)
+    placed = in_given_order(Predictions(scores, torch.zeros(4), order))
+    assert torch.equal(placed[order], scores)
+
+
+def test_a_quoted_newline_in_a_csv_field_stays_in_the_text(tmp_path):
+    """Issue 44, item 1: 'What is the capital\\nof Australia ?' kept its words apart by the newline; reading
+    the CSV line by line glued them ('capitalof'). The reader that training, evaluation and predict share
+    keeps the newline, and error line numbers stay the file's own."""
+    from ltune.data.files import read_rows
+
+    path = tmp_path / "q.csv"
+    path.write_text('text,label\n"What is the capital\nof Australia ?",LOC\nplain,HUM\n')
+    rows = read_rows(path, "csv")
+    assert [r["text"] for r in rows] == ["What is the capital\nof Australia ?", "plain"]
+    path.write_text('text,label\n"two\nlines",LOC\nbad,row,extra\n')
+    with pytest.raises(LtuneError, match="q.csv line 4: 3 fields where the header has 2"):
+        read_rows(path, "csv")

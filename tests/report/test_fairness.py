@@ -169,3 +169,12 @@ def test_what_a_joint_search_chose_is_a_result_and_unequal_tuning_budgets_are_na
     assert row["conditions_differ"] == "tuning budget: A 16 search runs vs B 4 (their first grids differ: an unequal tuning budget)"
     results = {r["method"]: r for r in csv.DictReader((sweep / "results.csv").open())}
     assert results["l_prefix"]["variant"] == "" and results["l_prefix"]["search_runs"] == "16"
+
+
+def test_the_accuracy_table_names_the_majority_class_rate_beside_accuracy(tmp_path):
+    imbalanced = [(0, 0)] * 95 + [(0, 1)] * 5  # predicts the majority class everywhere
+    for seed in (1, 2):
+        fake_run(tmp_path, "minilm", "tickets", "prefix", seed, 0.95, predictions=imbalanced)
+    text = report(tmp_path).read_text()
+    assert "| method | minilm / tickets (majority class 0.950) |" in text
+    assert "0.950 ± 0.000 [0.950, 0.950] (n=2); n=2: too few seeds for an interval to mean much; stuck 2/2" in text

@@ -13,10 +13,12 @@ commands:
   train [OVERRIDES]   train one run (or a sweep with -m); ARGS go to Hydra unchanged,
                       e.g. ltune train method=l_prefix model=llama2 data=rte
                       ltune train --help   lists the config groups and options
-  report FOLDER [compare=A:B,...]
+  report FOLDER [compare=A:B,...] [with=FOLDER,...] [balance=TEXT]
                       tables (report.md, results.csv) and plots from every run under FOLDER;
-                      compare= tests method pairs besides the twins, e.g. compare=peft_lora:prefix
-  eval run=DIR [data=NAME split=SPLIT glue_dir=DIR max_samples=N|all precision=fp32|bf16 device=cpu|cuda]
+                      compare= tests method pairs besides the twins, e.g. compare=peft_lora:prefix;
+                      with= reads other sweeps' runs too; balance= lists the seeds to run again so
+                      that every group shares the run conditions TEXT names (e.g. a CPU)
+  eval run=DIR [data=NAME|FILE.yaml config_dir=DIR split=SPLIT glue_dir=DIR max_samples=N|all precision=fp32|bf16 device=cpu|cuda]
        [label_texts='["a","b"]']
                       evaluate a trained run on any split or data set with the same labels;
                       label_texts= scores it under other label texts (L-methods), with a 95% interval
@@ -43,8 +45,71 @@ COMMANDS = {
 }
 
 
+def command_help(command: str) -> str:
+    """``ltune COMMAND --help``: the command's lines of USAGE and every option it takes with its default."""
+    import dataclasses
+
+    lines, keep = [], False
+    for line in USAGE.splitlines():
+        if line.startswith(f"  {command} ") or line == f"  {command}":
+            keep = True
+        elif keep and line.startswith("  ") and not line.startswith("   "):
+            keep = False
+        if keep:
+            lines.append(line)
+    options = {}
+    if command in ("eval", "predict", "explain"):
+        from ltune.commands import use
+
+        schema = {"eval": use.EvalOptions, "predict": use.PredictOptions, "explain": use.ExplainOptions}[command]
+        for field in dataclasses.fields(schema):
+            default = field.default if field.default is not dataclasses.MISSING else (
+                field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
+            options[field.name] = "(required)" if str(default) == "???" else getattr(default, "value", default)
+    elif command == "bench":
+        from ltune.commands.bench import DEFAULTS
+
+        options = dict(DEFAULTS)
+    elif command == "report":
+        options = {"compare": "A:B[,C:D...]", "with": "FOLDER[,FOLDER...]", "balance": "TEXT"}
+    listed = [f"  {key}={value}" for key, value in options.items()]
+    return "\n".join([f"usage: ltune {command} [KEY=VALUE ...]", "", *lines, "", "options (defaults):", *listed])
+
+
+#: Libraries whose log records ltune shows once each (the same line every batch crowds out ltune's own).
+LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "matplotlib", "datasets", "huggingface_hub")
+
+
+class OncePerMessage:
+    """A logging filter that lets each distinct message through once per process."""
+
+    def __init__(self):
+        self.seen: set[str] = set()
+
+    def filter(self, record) -> bool:
+        text = f"{record.name}:{record.levelno}:{record.getMessage()}"
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
+def show_library_warnings_once() -> None:
+    """Each Python warning and each library log line once per process, wherever it is raised from."""
+    import logging
+    import warnings
+
+    warnings.simplefilter("once")
+    once = OncePerMessage()
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OncePerMessage) for f in logger.filters):
+            logger.addFilter(once)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    show_library_warnings_once()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
@@ -54,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         print("  ".join(f"{name} {version}" for name, version in versions().items()))
         return
     command, args = argv[0], argv[1:]
+    if command in COMMANDS and command != "train" and any(a in ("-h", "--help") for a in args):
+        print(command_help(command))  # train's --help is Hydra's (config groups and every option)
+        return
     try:
         if command not in COMMANDS:
             raise LtuneError(f"unknown command '{command}'; valid commands: {', '.join(COMMANDS)}")

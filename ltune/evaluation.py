@@ -156,3 +156,36 @@ def tie_warning(groups: list[list[int]], names: list[str], method_name: str, tex
                if method_name == "l_prefix" else "other label texts or another learning rate")
     return (f"ltune: warning: labels with identical scores on all {texts} texts: {described}; {why}; "
             f"ties go to the first label. Way out: {way_out}")
+
+
+#: Two labels nearly tie when their scores differ by less than this share of the scores' spread on every
+#: text: the argmax between them is then decided by noise, and one of them is seldom predicted.
+NEAR_TIE = 0.05
+
+
+def near_tied_pairs(scores: torch.Tensor, tied: list[list[int]] = ()) -> list[tuple[int, int, float, float]]:
+    """(i, j, largest gap, spread) for labels i < j whose scores differ by less than NEAR_TIE x the spread
+    (the standard deviation of all scores) on every text of ``scores`` (N, K); exact ties left out."""
+    if len(scores) < 2 or scores.shape[1] < 2:
+        return []
+    spread = float(scores.float().std())
+    exact = {(a, b) for group in tied for a in group for b in group}
+    found = []
+    for i in range(scores.shape[1]):
+        for j in range(i + 1, scores.shape[1]):
+            gap = float((scores[:, i] - scores[:, j]).abs().max())
+            if (i, j) not in exact and spread > 0 and gap < NEAR_TIE * spread:
+                found.append((i, j, gap, spread))
+    return found
+
+
+def near_tie_warning(pairs: list[tuple[int, int, float, float]], names: list[str], method_name: str, texts: int) -> str | None:
+    """The ``ltune: warning:`` line for labels that nearly tie (None when none do)."""
+    if not pairs:
+        return None
+    described = "; ".join(f"'{names[i]}' and '{names[j]}' (scores at most {gap:.4f} apart, the scores' spread {spread:.4f})"
+                          for i, j, gap, spread in pairs)
+    way_out = ("method.z_input=states, method.pool_softmax=false, or label texts of different token lengths"
+               if method_name == "l_prefix" else "other label texts or another learning rate")
+    return (f"ltune: warning: labels whose scores nearly tie on all {texts} texts: {described}; which of them is "
+            f"predicted is decided by differences under {NEAR_TIE:.0%} of the spread. Way out: {way_out}")

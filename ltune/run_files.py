@@ -8,6 +8,7 @@ results as they can read any file the user writes).
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
@@ -97,17 +98,65 @@ def save_parameters(path: Path, state: dict[str, torch.Tensor], metadata: dict[s
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
 
 
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Everything a resume needs; the previous checkpoint survives a failed write."""
-    import torch
+#: A checkpoint file starts with this tag and the SHA-256 of what follows (torch.save's bytes), so that
+#: a resume can tell a checkpoint cut short or overwritten from a good one before it reads a value.
+CHECKPOINT_TAG = b"ltune-checkpoint-sha256\n"
 
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Everything a resume needs, with its checksum; the previous checkpoint survives a failed write. A
+    full disk is one line naming the folder (the write's partial file is removed)."""
+    import hashlib
+    import io
+
+    import torch
+    from ltune.errors import LtuneError
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    try:
+        atomic_write_bytes(path, CHECKPOINT_TAG + hashlib.sha256(data).digest() + data)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise LtuneError(f"no space left on {Path(path).parent} while writing {Path(path).name} ({len(data):,} bytes); "
+                         f"the previous checkpoint is kept: free some space, then resume={Path(path).parent}") from None
+
+
+def _damaged(path: Path):
+    from ltune.errors import LtuneError
+
+    return LtuneError(f"{path} is damaged (cut short or overwritten: its checksum does not match); it cannot be "
+                      f"resumed from: delete it to start the run again, or give resume= another run")
+
+
+def checkpoint_bytes(path: Path) -> bytes:
+    """torch.save's bytes of a checkpoint, its checksum verified (no torch needed: a resume checks this
+    before anything loads). Files written before checkpoints carried a checksum are returned as they are."""
+    import hashlib
+
+    raw = Path(path).read_bytes()
+    if raw.startswith(CHECKPOINT_TAG):
+        digest, data = raw[len(CHECKPOINT_TAG):len(CHECKPOINT_TAG) + 32], raw[len(CHECKPOINT_TAG) + 32:]
+        if hashlib.sha256(data).digest() != digest:
+            raise _damaged(path)
+        return data
+    return raw
 
 
 def load_checkpoint(path: Path) -> dict:
+    """A checkpoint, its checksum verified first; a file cut short or changed is one line that says which
+    file and what to do."""
+    import io
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    raw = checkpoint_bytes(path)
+    try:
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - an old checkpoint without a checksum that torch cannot read
+        raise _damaged(path) from None
 
 
 def read_metrics(run_dir: Path) -> dict | None:

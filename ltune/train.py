@@ -37,7 +37,8 @@ from ltune.data.label_texts import label_texts_of
 from ltune.data.batching import LengthGroupedBatches
 from ltune.data.collate import ClassificationCollator, PairCollator, TokenizedExamples, evaluation_loader
 from ltune.errors import LtuneError
-from ltune.evaluation import Predictions, autocast, evaluate, predict_scores, score, tie_warning, tied_label_groups
+from ltune.evaluation import (Predictions, autocast, evaluate, near_tie_warning, near_tied_pairs, predict_scores, score,
+                              tie_warning, tied_label_groups)
 from ltune.loggers import NoLogger, make_logger
 from ltune.methods import build_method
 from ltune.methods.base import TuningMethod
@@ -289,15 +290,29 @@ def evaluate_and_select(components: Components, loaders: Loaders, runtime: Runti
 
 @contextlib.contextmanager
 def ctrl_c_finishes_the_step():
-    """Ctrl-C sets a flag (the step in flight finishes, then the loop checkpoints and exits 130)."""
+    """Ctrl-C (SIGINT), or SIGTERM as SLURM and most schedulers send it, records the signal (the step in
+    flight finishes, then the loop checkpoints and exits 130, or 143 for SIGTERM)."""
     interrupted = []
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True)) if in_main_thread else None
+    previous = {}
+    if in_main_thread:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, lambda signum, _frame: interrupted.append(signum))
     try:
         yield interrupted
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def exit_code(interrupted: list) -> int:
+    """128 + the first signal that interrupted the run: 130 for Ctrl-C, 143 for SIGTERM."""
+    first = next((s for s in interrupted if isinstance(s, int) and not isinstance(s, bool)), signal.SIGINT)
+    return 128 + int(first)
+
+
+def signal_name(interrupted: list) -> str:
+    return "SIGTERM" if signal.SIGTERM in interrupted else "Ctrl-C"
 
 
 # -- the loop -------------------------------------------------------------------------------
@@ -408,9 +423,9 @@ def after_step(loop: Loop, record: dict, clock_start: float, progress, interrupt
     if interrupted and state.step < total:
         loop.save_checkpoint(clock_start)
         if loop.runtime.main:
-            progress.write(f"ltune: interrupted at step {state.step}; checkpoint saved. "
+            progress.write(f"ltune: interrupted ({signal_name(interrupted)}) at step {state.step}; checkpoint saved. "
                            f"Resume: ltune train resume={loop.run_dir}")
-        raise SystemExit(130)
+        raise SystemExit(exit_code(interrupted))
     return state.step >= total
 
 
@@ -428,9 +443,11 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
     if not runtime.main:
         return {"dev": dev, "selection": {"best_step": best["step"]}}
     tied = tied_label_groups(predictions.scores, method)
-    warning = tie_warning(tied, task.label_names, str(cfg.method.name), len(predictions.labels))
-    if warning:
-        print(warning, flush=True)
+    near = near_tied_pairs(predictions.scores, tied)
+    for warning in (tie_warning(tied, task.label_names, str(cfg.method.name), len(predictions.labels)),
+                    near_tie_warning(near, task.label_names, str(cfg.method.name), len(predictions.labels))):
+        if warning:
+            print(warning, flush=True)
     run_files.save_parameters(loop.run_dir / run_files.PARAMS, best["state"],
                               {"method": cfg.method.name, "step": str(best["step"])})
     write_predictions(loop.run_dir / run_files.PREDICTIONS, predictions)
@@ -445,6 +462,8 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
         "dev": dev,
         # Labels whose scores tie on every dev text (only the first of each group is ever predicted).
         "tied_labels": [[task.label_names[i] for i in group] for group in tied],
+        # Labels whose scores differ by under NEAR_TIE of the scores' spread on every dev text.
+        "near_tied_labels": [[task.label_names[i], task.label_names[j]] for i, j, _, _ in near],
         # The label texts the L-methods encoded (data.label_text_kind turns data.label_texts into them).
         "label_text_kind": str(cfg.data.get("label_text_kind", "configured")),
         "label_texts_used": dict(zip(task.label_names, task.label_texts)),
@@ -509,9 +528,10 @@ def train(cfg: DictConfig, run_dir: Path, group: str | None = None, resume: bool
         metrics = _train(cfg, run_dir, group, resume, interrupted)
     if interrupted:
         if is_main_process():
-            print(f"ltune: interrupted; the run had finished training and its results are written to {run_dir}",
+            print(f"ltune: interrupted ({signal_name(interrupted)}); the run had finished training and its results "
+                  f"are written to {run_dir}",
                   flush=True)
-        raise SystemExit(130)
+        raise SystemExit(exit_code(interrupted))
     return metrics
 
 
@@ -566,6 +586,22 @@ def announce(cfg: DictConfig, runtime: Runtime, components: Components, optimisa
           f"{len(task.heldout)} held-out, {len(task.dev)} dev texts; {trainable:,} trainable of {total:,} "
           f"parameters; {optimisation.total_steps} steps on {runtime.device}"
           + (f" x {processes} processes" if runtime.parallel else ""), flush=True)
+    note = heldout_note(len(task.train), len(task.heldout), cfg.trainer.eval_every, optimisation.total_steps,
+                        cfg.trainer.batch_size)
+    if note:
+        print(note, flush=True)
+
+
+def heldout_note(train: int, heldout: int, eval_every: int, steps: int, batch_size: int) -> str | None:
+    """A note when the held-out slice outweighs the training it selects on: more held-out texts than training
+    texts, so every evaluation reads more texts than the steps between two of them (data.max_train_samples
+    caps the training texts, not the held-out slice)."""
+    between = min(eval_every, steps) * batch_size
+    if heldout <= train or heldout <= between:
+        return None
+    return (f"ltune: note: {heldout} held-out texts for {train} training texts: each held-out evaluation reads "
+            f"{heldout} texts, the {min(eval_every, steps)} steps between two read {between}; data.max_heldout_samples="
+            f"{max(train, 1)} holds out as many as it trains on (the learning curve's sizes do: ltune/conf/train_size)")
 
 
 def prepare_run_dir(run_dir: Path) -> None:

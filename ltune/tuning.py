@@ -46,7 +46,7 @@ from typing import Any, List, Optional, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ltune.report.choices import CHOICES_TEXT, choices_table, lr_text
 
@@ -252,6 +252,37 @@ class TuneSweeper(Sweeper):
                   file=sys.stderr)
             raise SystemExit(2)
 
+    def check_jobs(self, cells: list[tuple], spaces: dict) -> None:
+        """What every job needs, before the first one starts: each search point's config passes the schema,
+        each model's files can be found (or are in the offline cache) and each data set can be read. A
+        problem is one ``ltune:`` line and nothing is written (a job failing later would leave a folder
+        per job)."""
+        from ltune.backbone.sources import check_model_source
+        from ltune.config import validate
+        from ltune.data import check_sources, load_task
+        from ltune.errors import LtuneError
+
+        seen_models, seen_data = set(), set()
+        try:
+            for cell in cells:
+                for point in spaces.get(cell) or [()]:
+                    cfg = self.job_config(cell, (*self.budgets.get(cell, ()), *point_overrides(point)))
+                    with open_dict(cfg):
+                        cfg.pop("hydra", None)  # Hydra's own node resolves only inside a running job
+                    validate(cfg)
+                model, data = OmegaConf.to_yaml(cfg.model), OmegaConf.to_yaml(cfg.data)
+                if model not in seen_models:
+                    seen_models.add(model)
+                    check_model_source(cfg.model)
+                if data not in seen_data:
+                    seen_data.add(data)
+                    check_sources(cfg.data)
+                    if not cfg.data.get("files") and not cfg.data.get("glue_dir"):
+                        load_task(cfg.data, int(cfg.seed))  # a hub data set: read it once (offline: one line now)
+        except LtuneError as err:
+            print(f"ltune: {self.name(cell)}: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
     def comparison_of(self, cell: tuple) -> tuple:
         """The cell's overrides but its method: the cells of one comparison share them."""
         return tuple(o for o in cell if o.partition("=")[0] != "method")
@@ -406,20 +437,35 @@ class TuneSweeper(Sweeper):
         return jobs
 
     def sweep(self, arguments: List[str]) -> Any:
-        self.check_seeds()
+        """The whole sweep, holding its folder's lock: a second sweep into the same folder at once is
+        refused in one line before it writes anything (two would fight over every job's folder)."""
+        from ltune.run_files import RunLock
+
         sweep_dir = Path(self.config.hydra.sweep.dir)
+        holder = RunLock.holder(sweep_dir)
+        if holder:
+            print(f"ltune: hydra.sweep.dir={sweep_dir} is being swept by {holder}; wait for that sweep to finish (or "
+                  "stop it), or give another hydra.sweep.dir", file=sys.stderr)
+            raise SystemExit(2)
+        self.check_seeds()
         cells = self.cells(arguments)
         if self.chosen_from is not None:
             tuning = self.earlier_choices(cells)
-            sweep_dir.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-            write_tuning(sweep_dir, list(tuning.values()))
-            self.launch(self.final_jobs(cells, tuning), 0)
+            self.check_jobs(cells, {cell: [chosen_point(tuning[cell])] for cell in cells})
+            with RunLock(sweep_dir):
+                OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+                write_tuning(sweep_dir, list(tuning.values()))
+                self.launch(self.final_jobs(cells, tuning), 0)
             return None
         self.cell_axes = {cell: self.search_axes(cell) for cell in cells}
         spaces = {cell: [tuple(zip(axes, values)) for values in itertools.product(*axes.values())]
                   for cell, axes in self.cell_axes.items()}
         self.budget_flags = self.check_budgets(cells, spaces) if self.search else {}
+        self.check_jobs(cells, spaces if self.search else {})
+        with RunLock(sweep_dir):  # from here on the sweep writes
+            return self.search_and_replicate(cells, spaces, sweep_dir)
+
+    def search_and_replicate(self, cells: list[tuple], spaces: dict, sweep_dir: Path) -> Any:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         # The cells as earlier sweeps left them, read before this sweep's first selection rewrites

@@ -62,6 +62,18 @@ NULL_TEXT = '{"text": null}\n'
 EMPTY_CSV_TEXT = 'text\na\n""\n'
 
 
+def damaged_run(tmp: Path, finished: Path) -> Path:
+    """An unfinished run of the finished run's config whose checkpoint.pt was cut short."""
+    import torch
+
+    folder = tmp / "damaged_run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text((finished / "config.yaml").read_text())
+    run_files.save_checkpoint(folder / "checkpoint.pt", {"step": 40, "weights": torch.zeros(1000)})
+    (folder / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes()[:2000])
+    return folder
+
+
 def nli_file(tmp: Path, split: str, n: int) -> Path:
     """SuperGLUE-style RTE rows (premise, hypothesis, label, idx) as JSONL."""
     return write(tmp / f"rte_{split}.jsonl", "".join(json.dumps({"premise": f"p {i}", "hypothesis": f"h {i}",
@@ -164,6 +176,8 @@ CASES = [
      "plus 16 prefix/prompt positions exceeds the model's 512 positions"),
     ("resume of a non-run", lambda t, r: ["train", f"resume={t}"], "is not an unfinished ltune run"),
     ("resume of a finished run", lambda t, r: ["train", f"resume={r}"], "that run already finished"),
+    ("resume from a damaged checkpoint", lambda t, r: ["train", f"resume={damaged_run(t, r)}"],
+     "checkpoint.pt is damaged (cut short or overwritten: its checksum does not match)"),
     # -- sources that are not there (checked before any folder exists) ------------------------
     ("hub model offline", lambda t, r: ["train", "model=bert", *SHORT],
      "model=bert needs 'bert-base-uncased' from the Hugging Face hub, which is offline here (HF_HUB_OFFLINE) and not in "

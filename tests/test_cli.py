@@ -290,3 +290,33 @@ def test_eval_reproduces_a_bf16_run_exactly(trained_runs, tmp_path):
     (evaluation,) = (tmp_path / "outputs" / "evals" / run.name).glob("*.json")
     again = json.loads(evaluation.read_text())
     assert again["precision"] == "bf16" and again["metrics"] == dev
+
+
+@pytest.mark.parametrize("command, option", [("report", "compare="), ("eval", "run=(required)"), ("predict", "format=table"),
+                                             ("explain", "steps=32"), ("bench", "batch_size=16")])
+def test_every_subcommand_prints_its_options_on_help(command, option, capsys):
+    """Issue 44, item 12: --help on report, eval, predict, explain and bench exited 2."""
+    from ltune.cli import main
+
+    main([command, "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: ltune {command}") and option in out
+
+
+def test_library_warnings_and_log_lines_show_once(caplog):
+    """Issue 44, item 17: the same peft/transformers warning on every batch crowded ltune's own lines."""
+    import logging
+    import warnings
+
+    from ltune.cli import show_library_warnings_once
+
+    with warnings.catch_warnings(record=True) as caught:
+        show_library_warnings_once()
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                logging.getLogger("peft").warning("Token type ids are not supported")
+                warnings.warn("repeated from a loop", UserWarning)
+            logging.getLogger("peft").warning("another line")
+    messages = [r.getMessage() for r in caplog.records if r.name == "peft"]
+    assert messages == ["Token type ids are not supported", "another line"]
+    assert [str(w.message) for w in caught] == ["repeated from a loop"]

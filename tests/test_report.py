@@ -236,6 +236,17 @@ def test_a_seed_trained_twice_is_one_replicate_not_two(tmp_path):
     assert "b_again | repeated seed | seed 1 with the same settings as" in text
 
 
+def test_an_l_method_with_raw_pooling_scores_is_named_so_and_its_twin_pair_explained(tmp_path):
+    """Issue 44, item 5: an L-prefix run with method.pool_softmax=false, alone in its cell, was shown as plain
+    L-prefix and its comparison with prefix dropped without a word."""
+    for seed in (1, 2, 3):
+        fake_run(tmp_path, "minilm", "demo", "l_prefix", seed, 0.6, settings={"pool_softmax": False})
+        fake_run(tmp_path, "minilm", "demo", "prefix", seed, 0.7)
+    text = report(tmp_path).read_text()
+    assert "| L-prefix (LT-P) [method.pool_softmax=False] |" in text
+    assert "l_prefix [method.pool_softmax=False] vs prefix not paired: they depart from their methods' paper settings" in text
+
+
 def test_an_l_method_is_not_paired_with_a_twin_trained_with_other_settings(tmp_path):
     """Bug: an L-method and its twin were paired whenever both had their default method settings,
     even when trained or scored differently (here 300 vs 1,000 steps): the "L-method vs vanilla
@@ -396,7 +407,8 @@ def test_runs_from_before_a_setting_existed_join_the_runs_that_have_its_default(
 
 def test_twins_started_the_same_way_are_paired_and_differently_started_twins_are_not(tmp_path):
     """Both with method.init=text: twins. An L-prefix started from text beside a prefix started random
-    is no twin pair, even when each is its method's only group (its name then lists no setting)."""
+    is no twin pair, even when each is its method's only group; its name says how it departs (issue 44,
+    item 5), and the report says why the two are not paired."""
     preds = [(i % 2, i % 2) for i in range(20)]
     for seed in (1, 2, 3):
         fake_run(tmp_path / "text", "smollm2", "sst2", "l_prefix", seed, 0.6, predictions=preds, settings={"init": "text"})
@@ -405,9 +417,12 @@ def test_twins_started_the_same_way_are_paired_and_differently_started_twins_are
         fake_run(tmp_path / "mixed", "smollm2", "sst2", "prefix", seed, 0.5, predictions=preds)
     report(tmp_path / "text")
     (row,) = paired_csv(tmp_path / "text")
-    assert (row["kind"], row["a"], row["b"]) == ("L-method vs vanilla twin", "l_prefix", "prefix")
-    report(tmp_path / "mixed")
+    assert (row["kind"], row["a"], row["b"]) == ("L-method vs vanilla twin", "l_prefix [method.init=text]",
+                                                 "prefix [method.init=text]")
+    text = report(tmp_path / "mixed").read_text()
     assert not (tmp_path / "mixed" / "paired.csv").exists()
+    assert ("smollm2 / sst2: l_prefix [method.init=text] vs prefix not paired: they depart from their methods' paper "
+            "settings differently (A: method.init=text; B: none); compare=l_prefix:prefix pairs them anyway") in text
 
 
 def test_a_requested_comparison_takes_groups_that_depart_from_their_defaults(tmp_path):
@@ -435,7 +450,7 @@ def test_a_report_with_the_runs_of_another_sweep(tmp_path):
         fake_run(tmp_path / "table", "smollm2", "sst2", "prompt", seed, 0.85, predictions=preds)
     report_command([str(tmp_path / "text"), f"with={tmp_path / 'table'}", "compare=l_prompt:prompt"])
     (row,) = paired_csv(tmp_path / "text")
-    assert (row["kind"], row["a"], row["b"]) == ("requested", "l_prompt", "prompt")
+    assert (row["kind"], row["a"], row["b"]) == ("requested", "l_prompt [method.init=text]", "prompt")
     assert float(row["delta"]) == pytest.approx(-0.25)
     with (tmp_path / "text" / "runs.csv").open() as handle:
         runs = sorted(r["run"] for r in csv.DictReader(handle))
@@ -453,3 +468,25 @@ def test_folders_that_overlap_or_are_missing_are_one_line(tmp_path, other):
     with pytest.raises(LtuneError, match=message):
         report_command([str(tmp_path / "text"), f"with={tmp_path / other}"])
     assert not (tmp_path / "text" / "report.md").exists()
+
+
+def test_a_job_that_failed_once_and_finished_later_is_finished_not_failed(tmp_path):
+    """Issue 44, item 10: the report averaged runs it also listed as failed (a failed.json left beside the
+    metrics.json of a run that a later sweep finished)."""
+    run = fake_run(tmp_path, "minilm", "sst2", "prefix", 1, 0.8)
+    fake_run(tmp_path, "minilm", "sst2", "prefix", 2, 0.7)
+    (run / "failed.json").write_text(json.dumps({"status": "failed", "error": "locked by another process"}))
+    text = report(tmp_path).read_text()
+    assert "2 finished runs" in text and "0 failed, unfinished" in text and "locked by another process" not in text
+
+
+def test_a_group_whose_runs_did_not_share_one_budget_says_so(tmp_path):
+    """Issue 44, item 15: a 20-step run beside 200-step runs of the same config was averaged in without a
+    word (its config did not say it, its budget did)."""
+    for seed, budget in ((1, 200), (2, 200), (3, 20)):
+        fake_run(tmp_path, "minilm", "sst2", "prefix", seed, 0.8, stopped={"step": budget, "budget_steps": budget,
+                                                                           "reason": "max_steps"})
+    text = report(tmp_path).read_text()
+    assert "**its runs differ: step budget 200 (seeds 1 2), 20 (seeds 3)**" in text
+    (row,) = csv.DictReader((tmp_path / "results.csv").open())
+    assert row["differs_within"] == "step budget 200 (seeds 1 2), 20 (seeds 3)"

@@ -100,6 +100,25 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, uninterrupted):
     assert outcome(run)[0]["dev"] == uninterrupted[0]["dev"]
 
 
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_says_so_and_exits_143(tmp_path, uninterrupted):
+    """Issue 44, item 11: SIGTERM (what SLURM sends) exited 143 with no message and no checkpoint."""
+    run, code = start_and_stop_midway(tmp_path, signal.SIGTERM)
+    assert code == 143
+    assert (run / "checkpoint.pt").exists() and not (run / "metrics.json").exists()
+    train(tmp_path, f"resume={run}")
+    assert outcome(run)[0]["dev"] == uninterrupted[0]["dev"]
+
+
+def test_a_signal_ends_the_run_with_128_plus_its_number():
+    import signal as signals
+
+    from ltune.train import exit_code, signal_name
+
+    assert exit_code([signals.SIGTERM]) == 143 and signal_name([signals.SIGTERM]) == "SIGTERM"
+    assert exit_code([signals.SIGINT, signals.SIGTERM]) == 130 and signal_name([signals.SIGINT]) == "Ctrl-C"
+
+
 @pytest.mark.parametrize("what", ["not_a_run", "finished"])
 def test_resume_refuses_what_it_cannot_continue(tmp_path, uninterrupted, what):
     folder = tmp_path / "folder"

@@ -4,18 +4,48 @@ import torch
 from ltune import run_files
 
 
-def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """Issue 44, item 7: a disk that fills while a checkpoint is written said 'unexpected pos 606528 vs
+    606416'; now it names the folder and keeps the checkpoint before."""
+    from ltune.errors import LtuneError
+
     path = tmp_path / run_files.CHECKPOINT
     run_files.save_checkpoint(path, {"step": 2, "weights": torch.ones(3)})
 
-    def full_disk(*args, **kwargs):
+    def full_disk(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(run_files.os, "fsync", full_disk)
+    with pytest.raises(LtuneError, match=f"no space left on {tmp_path} while writing checkpoint.pt .* the previous "
+                                         "checkpoint is kept"):
         run_files.save_checkpoint(path, {"step": 4, "weights": torch.zeros(3)})
+    monkeypatch.undo()
     assert run_files.load_checkpoint(path)["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [run_files.CHECKPOINT]  # no temporary file left
+
+
+@pytest.mark.parametrize("damage", ["cut short", "2,000 bytes overwritten"])
+def test_a_damaged_checkpoint_is_refused_by_its_checksum(tmp_path, damage):
+    """Issue 44, item 6: a truncated checkpoint ended in a zip-reader traceback, and one with 2,000 bytes
+    overwritten was accepted (the NaN that followed was blamed on the learning rate)."""
+    from ltune.errors import LtuneError
+
+    path = tmp_path / run_files.CHECKPOINT
+    run_files.save_checkpoint(path, {"step": 40, "weights": torch.randn(4000)})
+    raw = bytearray(path.read_bytes())
+    if damage == "cut short":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[3000:5000] = bytes(2000)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(LtuneError, match="is damaged .* delete it to start the run again"):
+        run_files.load_checkpoint(path)
+
+
+def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
+    path = tmp_path / run_files.CHECKPOINT
+    torch.save({"step": 3}, path)
+    assert run_files.load_checkpoint(path)["step"] == 3
 
 
 def test_a_failed_json_write_keeps_the_previous_file(tmp_path, monkeypatch):

@@ -170,3 +170,12 @@ def test_throughput_counts_every_read_of_a_text_under_the_softmax_objective(trai
     assert k > 2
     assert softmax_samples == pytest.approx(k * samples) and softmax_tokens == pytest.approx(k * tokens)
     assert softmax_padding == pytest.approx(padding)
+
+
+def test_a_held_out_slice_larger_than_the_training_set_is_noted():
+    """Issue 44, item 16: data.max_train_samples=256 still held out 500 texts, half the run's time, unsaid."""
+    from ltune.train import heldout_note
+
+    note = heldout_note(train=256, heldout=500, eval_every=10, steps=200, batch_size=8)
+    assert note.startswith("ltune: note: 500 held-out texts for 256 training texts") and "max_heldout_samples=256" in note
+    assert heldout_note(train=8000, heldout=500, eval_every=50, steps=1000, batch_size=32) is None

@@ -179,3 +179,16 @@ def test_jobs_run_side_by_side_under_the_joblib_launcher_give_the_basic_launcher
         assert other_dev["accuracy"] == dev["accuracy"], name
         assert [step for step, _ in other_losses] == [step for step, _ in losses]
         assert [loss for _, loss in other_losses] == pytest.approx([loss for _, loss in losses], abs=1e-4), name
+
+
+def test_a_tuned_sweep_checks_what_every_job_needs_before_the_first_one(tmp_path):
+    """Issue 44, item 9: README's tuned sweep run offline left 8 failed job folders behind, where a single
+    run stops before it makes any. The sweeper checks every job's model and data first: one line, exit 2,
+    no sweep folder."""
+    # the grid in the sweeper's params, as experiment configs give it: only the sweeper sees model=bert
+    grid = ["-m", "hydra/sweeper=ltune_tune", "hydra.sweeper.params={model: bert, method: 'l_prefix,prefix'}",
+            "trainer.max_steps=2"]
+    result = sweep(tmp_path, tmp_path / "sweep", grid, expect=2)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ltune:")]
+    assert len(lines) == 1 and "needs 'bert-base-uncased' from the Hugging Face hub, which is offline here" in lines[0]
+    assert not (tmp_path / "sweep").exists()

@@ -28,6 +28,9 @@ class ScriptedSweeper(TuneSweeper):
     def job_config(self, cell):
         return OmegaConf.create({"method": {"name": "prefix", "lr_search": SPACE, "lr": 0.01}})
 
+    def check_jobs(self, cells, spaces):
+        """Scripted jobs need no model or data (the real check: tests/test_tuning.py)."""
+
     def launch(self, jobs, first_index):
         for job in jobs:
             self.launched.append(job.folder)
@@ -357,3 +360,15 @@ def test_a_contrast_replicates_the_chosen_point_with_one_axis_changed(tmp_path):
     assert [(r["a"], r["b"], r["kind"]) for r in rows] == [
         ("prefix [contrast method.objective=pairs]", "prefix", "contrast: method.objective changed (B: the chosen point)")]
     assert rows[0]["reads"] == "below" and float(rows[0]["delta"]) == pytest.approx(-0.10)
+
+
+def test_a_second_sweep_into_a_folder_being_swept_is_refused_at_once(tmp_path, capsys):
+    """Issue 44, item 10: two sweeps started into one folder both failed their jobs on each other's locks."""
+    from ltune.run_files import RunLock
+
+    with RunLock(tmp_path / "sweep"):
+        second = ScriptedSweeper(tmp_path / "sweep", lambda lr: 0.8)
+        with pytest.raises(SystemExit) as exit_:
+            second.sweep(["method=prefix"])
+    assert exit_.value.code == 2 and second.launched == []
+    assert f"hydra.sweep.dir={tmp_path / 'sweep'} is being swept by pid" in capsys.readouterr().err

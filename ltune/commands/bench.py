@@ -32,7 +32,7 @@ BENCH_METHODS = [
 ]
 DEFAULTS = {"model": "minilm", "data": "sst2", "batch_size": "16", "seq_len": "128", "steps": "20", "warmup": "3",
             "precision": "fp32", "device": "auto", "compile": "false", "fused": "auto", "attn": "",
-            "out": "outputs/bench", "methods": "", "peak_tflops": "", "profile": "false"}
+            "out": "", "methods": "", "peak_tflops": "", "profile": "false"}
 #: Dense bf16 peak of cards we know, TFLOP/s (vendor figures, without sparsity), for model FLOPs utilisation.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "L4": 121.0}
 
@@ -279,15 +279,24 @@ def _fmt_mfu(value) -> str:
     return f"{value:.3f}" if value is not None else "–"
 
 
+def out_folder(options: dict) -> Path:
+    """Where a benchmark's files go: out=, else <LTUNE_OUTPUT_DIR or outputs>/bench (like every command)."""
+    import os
+
+    return Path(options["out"] or Path(os.environ.get("LTUNE_OUTPUT_DIR", "outputs")) / "bench")
+
+
 def bench_command(args: list[str]) -> Path:
     from ltune.config import check_overrides
-    from ltune.run_files import write_json, write_text
+    from ltune.run_files import check_folder_path, write_json, write_text
 
     check_overrides([a for a in args if a.split("=")[0] in ("model", "data")])
     options = parse(args)
+    check_folder_path(out_folder(options), "the benchmark's folder (out=, or LTUNE_OUTPUT_DIR/bench)",
+                      "give a writable one: out=<folder> or LTUNE_OUTPUT_DIR=<folder>")
     report = run(options)
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    folder = Path(options["out"]) / f"{stamp}_{options['model']}_{options['precision']}"
+    folder = out_folder(options) / f"{stamp}_{options['model']}_{options['precision']}"
     folder.mkdir(parents=True, exist_ok=False)
     write_json(folder / "bench.json", report)
     table = markdown(report)

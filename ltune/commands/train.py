@@ -185,6 +185,7 @@ def unfinished_run_of(cfg, run_dir: Path) -> bool:
     differences = saved_differences(cfg, run_dir)
     if differences:
         raise another_config(run_dir, "an unfinished", differences)
+    run_files.checkpoint_bytes(run_dir / run_files.CHECKPOINT)  # damaged: this job fails in one line, others go on
     return True
 
 
@@ -252,6 +253,7 @@ def resume_overrides(args: list[str]) -> list[str] | None:
         raise LtuneError(f"resume={folder}: that run already finished (metrics.json); it is never overwritten")
     if not (folder / run_files.CONFIG).is_file() or not (folder / run_files.CHECKPOINT).is_file():
         raise LtuneError(f"resume={folder} is not an unfinished ltune run (it needs config.yaml and checkpoint.pt)")
+    run_files.checkpoint_bytes(folder / run_files.CHECKPOINT)  # a damaged checkpoint: one line before anything loads
     return [f"hydra.run.dir={folder}"]
 
 

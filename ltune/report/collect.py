@@ -93,6 +93,8 @@ def collect(folder: Path) -> tuple[list[dict], list[dict]]:
         except ValueError as err:
             problems.append({"run_dir": str(run), "status": "unreadable", "error": str(err)})
     for failed in sorted(folder.rglob(FAILED)):
+        if (failed.parent / METRICS).is_file():
+            continue  # a job that failed once and finished later (a sweep run again): finished, not failed
         try:
             record = json.loads(failed.read_text())
         except json.JSONDecodeError:
@@ -225,9 +227,29 @@ def replicate_groups(finished: list[dict]) -> dict[tuple, list[dict]]:
                  for s in settings]
         if len(set(names)) < len(names):  # only where defaults cannot tell groups apart: name them all
             names = [", ".join(f"{k}={s.get(k)}" for k in differing) for s in settings]
+        # a method setting that departs from the paper's is always named, even where no other group of
+        # the cell differs in it (an L-prefix with method.pool_softmax=false is not plain L-prefix)
+        names = [", ".join(filter(None, [name, *(f"{k}={v}" for k, v in method_departures(groups[key]).items()
+                                                 if k not in differing)]))
+                 for name, key in zip(names, keys)]
         for key, variant in zip(keys, names):
             named[(*cell, variant)] = sorted(groups[key], key=lambda r: r["seed"])
     return dict(sorted(named.items(), key=lambda item: [natural_key(part) for part in item[0]]))
+
+
+#: Method settings that never name a variant: a tuned rate is a result, and a grid is each method's own.
+OWN_PER_METHOD = ("method.name", "method.lr", "method.lr_search")
+
+
+def method_departures(runs: list[dict]) -> dict[str, str]:
+    """The ``method.`` settings in which a group departs from its method's schema defaults (the
+    learning rate, its grid and what a tuning sweep chose aside), from the runs' own settings."""
+    method = runs[0]["method"]
+    chosen = ({"trainer.lr"} | {k for r in runs for k in r.get("tuned", ())}
+              if all(r.get("stage") == "final" for r in runs) else set())
+    return {k: str(v) for k, v in runs[0]["settings"].items()
+            if k.startswith("method.") and k not in OWN_PER_METHOD and k not in chosen
+            and not is_default_value(v, k, method)}
 
 
 def search_variants(searched: list[dict], finished: list[dict]) -> dict[str, str]:

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from ltune.report.collect import SIZE_KEY, default_of, is_default_value
+from ltune.report.collect import SIZE_KEY, default_of, method_departures
 from ltune.report.conditions import confounded_with, differing, differing_text, stratum, stratum_text
 from ltune.report.stats import (FEWEST_PAIRS, TARGET_DIFFERENCES, examples_level_test, holm, over_runs_test,
                                 per_seed_correct, rates_test, reading, seed_power, stratified_test)
@@ -54,19 +54,9 @@ def outside_method(a: list[dict], b: list[dict]) -> list[str]:
                   if not k.startswith("method.") and k not in chosen and sa.get(k) != sb.get(k))
 
 
-#: Method settings that never keep two groups from being twins: a tuned rate is a result, and a
-#: grid is each method's own.
-OWN_PER_METHOD = ("method.name", "method.lr", "method.lr_search")
-
-
-def method_departures(runs: list[dict]) -> dict[str, str]:
-    """The ``method.`` settings in which a group departs from its method's schema defaults (the
-    learning rate and its grid aside), from the runs' own settings, not from the group's name (a
-    name lists only the settings in which a cell's groups differ)."""
-    method, chosen = runs[0]["method"], tuned_keys(runs)
-    return {k: str(v) for k, v in runs[0]["settings"].items()
-            if k.startswith("method.") and k not in OWN_PER_METHOD and k not in chosen
-            and not is_default_value(v, k, method)}
+def describe_departures(a: list[dict], b: list[dict]) -> str:
+    da, db = method_departures(a), method_departures(b)
+    return "; ".join(f"{side}: {', '.join(f'{k}={v}' for k, v in d.items()) or 'none'}" for side, d in (("A", da), ("B", db)))
 
 
 def method_pairs(groups: dict[tuple, list[dict]], wanted: dict[str, str], kind: str,
@@ -82,8 +72,12 @@ def method_pairs(groups: dict[tuple, list[dict]], wanted: dict[str, str], kind: 
         if key[2] not in wanted:
             continue
         departures = method_departures(groups[key])
-        candidates = [k for k in groups if k[:3] == (key[0], key[1], wanted[key[2]])
-                      and (not same_departures or method_departures(groups[k]) == departures)]
+        everyone = [k for k in groups if k[:3] == (key[0], key[1], wanted[key[2]])]
+        candidates = [k for k in everyone if not same_departures or method_departures(groups[k]) == departures]
+        if not candidates and everyone:  # twins that depart from the paper differently: never paired silently
+            unpaired += [f"{key[0]} / {key[1]}: {group_name(key)} vs {group_name(k)} not paired: they depart from "
+                         f"their methods' paper settings differently ({describe_departures(groups[key], groups[k])}); "
+                         f"compare={key[2]}:{wanted[key[2]]} pairs them anyway" for k in everyone]
         matching = [k for k in candidates if not outside_method(groups[key], groups[k])]
         pairs += [(key, k, kind) for k in matching]
         size = groups[key][0]["settings"].get(SIZE_KEY)

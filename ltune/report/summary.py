@@ -141,11 +141,33 @@ def summarise(groups: dict[tuple, list[dict]]) -> list[dict]:
                                            for r in runs if never_predicted(r))
         row.update(stuck_figures(runs))
         row["budget_capped"] = sum(capped(r) for r in runs)
+        row["differs_within"] = differs_within(runs)
         sizes = {r.get("search_size") for r in runs} - {None}
         row["search_runs"] = max(sizes) if sizes else None  # what the tuning of its rate (and axes) spent
         row.update(_costs(runs))
         rows.append(row)
     return rows
+
+
+#: What replicates of one config share whatever their seed; a group whose runs differ in one of these did
+#: not run one protocol (e.g. a run of 20 steps beside runs of 200), and its row says so.
+SHARED_FACTS = {"step budget": lambda r: (r.get("stopped") or {}).get("budget_steps"),
+                "training texts": lambda r: (r.get("sizes") or {}).get("train"),
+                "held-out texts": lambda r: (r.get("sizes") or {}).get("heldout"),
+                "dev texts": lambda r: (r.get("sizes") or {}).get("dev"),
+                "trainable parameters": lambda r: r.get("trainable_params")}
+
+
+def differs_within(runs: list[dict]) -> str:
+    """'' when the group's runs agree on SHARED_FACTS, else what differs and in which seeds."""
+    found = []
+    for name, fact in SHARED_FACTS.items():
+        values: dict = {}
+        for r in runs:
+            values.setdefault(fact(r), []).append(r["seed"])
+        if len({v for v in values if v is not None}) > 1:
+            found.append(f"{name} " + ", ".join(f"{v} (seeds {' '.join(map(str, seeds))})" for v, seeds in values.items()))
+    return "; ".join(found)
 
 
 def stuck_figures(runs: list[dict]) -> dict:

@@ -61,6 +61,8 @@ def mean_cell(row: dict, metric: str) -> str:
                     is not None and metric == "accuracy" else ""))
     if row.get("budget_capped"):
         cell += f"; budget-capped {row['budget_capped']}/{row['runs']}"
+    if row.get("differs_within"):
+        cell += f"; **its runs differ: {row['differs_within']}**"
     return cell
 
 

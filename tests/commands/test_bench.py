@@ -73,3 +73,14 @@ def test_profile_option_is_checked():
 
     with pytest.raises(LtuneError, match="bad bench option 'profile=yes'; valid: profile=true or profile=false"):
         parse(["profile=yes"])
+
+
+def test_the_benchmarks_folder_follows_ltune_output_dir(tmp_path, monkeypatch):
+    """Issue 44, item 8: `ltune bench ... profile=true` wrote ./outputs/bench whatever LTUNE_OUTPUT_DIR said."""
+    from ltune.commands.bench import out_folder, parse
+
+    monkeypatch.setenv("LTUNE_OUTPUT_DIR", str(tmp_path / "mine"))
+    assert out_folder(parse(["profile=true"])) == tmp_path / "mine" / "bench"
+    assert out_folder(parse([f"out={tmp_path / 'here'}"])) == tmp_path / "here"
+    monkeypatch.delenv("LTUNE_OUTPUT_DIR")
+    assert out_folder(parse([])) == __import__("pathlib").Path("outputs") / "bench"

@@ -19,11 +19,15 @@ def _kv_heads_default(config) -> int:
 
 
 def _kv_heads_falcon(config) -> int:
-    # Falcon-40B's layout (new_decoder_architecture) caches keys/values already expanded to every
-    # attention head; Falcon-7B's multi-query layout caches one head.
-    if config.new_decoder_architecture or not config.multi_query:
-        return config.num_attention_heads
-    return 1
+    # Falcon-7B's multi-query layout caches one head. Falcon-40B's (new_decoder_architecture) cached keys
+    # and values expanded to every attention head up to transformers 5.24; from 5.25 its attention caches
+    # its num_kv_heads groups and expands them at attention time (repeat_kv), like Llama's.
+    if not (config.new_decoder_architecture or not config.multi_query):
+        return 1
+    from transformers.models.falcon import modeling_falcon
+
+    grouped = hasattr(modeling_falcon, "repeat_kv")  # the newer attention: the cache holds the groups
+    return (getattr(config, "num_kv_heads", None) or config.num_attention_heads) if grouped else config.num_attention_heads
 
 
 def _table_size(config) -> int | None:

@@ -69,8 +69,8 @@ def predict_scores(
     ``gather`` (accelerate's gather_for_metrics) collects every process's share of a
     data-parallel evaluation, without the duplicates that even sharding adds.
     """
-    was_training = method.training
-    method.eval()
+    modes = [(module, module.training) for module in method.modules()]  # each module's own (a frozen model may
+    method.eval()                                                        # train without dropout: backbone_dropout)
     scores, labels, ids = [], [], []
     try:
         for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
@@ -84,7 +84,8 @@ def predict_scores(
             labels.append(batch_labels.cpu())
             ids.append(batch_ids.cpu())
     finally:
-        method.train(was_training)
+        for module, training in modes:
+            module.training = training
     return Predictions(torch.cat(scores), torch.cat(labels), torch.cat(ids))
 
 

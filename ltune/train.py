@@ -349,11 +349,19 @@ class Loop:
                             time.perf_counter() - clock_start)
 
 
+def set_training_mode(loop: Loop) -> None:
+    """The method's maps in training mode; the frozen model too, unless trainer.backbone_dropout=false
+    keeps it as at evaluation (no dropout)."""
+    loop.components.method.train()
+    if not loop.cfg.trainer.get("backbone_dropout", True):
+        loop.components.backbone.model.eval()
+
+
 def run_training(loop: Loop, pending_rng: dict | None) -> float:
     """Train until the step budget is spent; returns the training wall-clock seconds."""
     state, total = loop.state, loop.optimisation.total_steps
     clock_start = time.perf_counter() - state.elapsed
-    loop.components.method.train()
+    set_training_mode(loop)
     progress = tqdm(total=total, initial=state.step, desc="train", dynamic_ncols=True, disable=not loop.runtime.main)
     try:
         interrupted = loop.interrupted
@@ -431,8 +439,9 @@ def after_step(loop: Loop, record: dict, clock_start: float, progress, interrupt
 
 # -- results --------------------------------------------------------------------------------
 
-def write_results(loop: Loop, train_seconds: float) -> dict:
-    """Evaluate dev once with the parameters selected on held-out; write the run's files."""
+def write_results(loop: Loop, train_seconds: float, extra: dict | None = None) -> dict:
+    """Evaluate dev once with the parameters selected on held-out; write the run's files (``extra``: more
+    fields for metrics.json, e.g. a packed run's ``packed_with``)."""
     cfg, runtime, state, components = loop.cfg, loop.runtime, loop.state, loop.components
     method, task, best = components.method, components.task, loop.state.best
     method.load_trainable_state_dict(best["state"])
@@ -494,6 +503,7 @@ def write_results(loop: Loop, train_seconds: float) -> dict:
                         "threads": torch.get_num_threads(), "ltune": ltune.__version__, "torch": torch.__version__,
                         **stack_versions(), "python": platform.python_version(), "machine": machine(runtime.device)},
     }
+    metrics.update(extra or {})
     run_files.write_json(loop.run_dir / run_files.METRICS, metrics)
     loop.checkpoint_path.unlink(missing_ok=True)  # finished: the selected parameters are in trainable.safetensors
     loop.tracker.summary({k: metrics[k] for k in ("dev", "selection", "timing", "trainable_params", "total_params",

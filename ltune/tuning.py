@@ -164,7 +164,7 @@ class TuneSweeper(Sweeper):
     def __init__(self, params=None, search_seeds=(0,), seeds=(1, 2, 3), search: bool = True,
                  reuse_search_runs: bool = False, lr_search=None, max_grid_extensions: int = 2,
                  chosen_from: Optional[str] = None, max_budget_growths: int = 0, budget_growth: float = 2.0,
-                 axes=None, allow_unequal_budgets: bool = False, contrasts=None, contrast_seeds=None):
+                 axes=None, allow_unequal_budgets: bool = False, contrasts=None, contrast_seeds=None, pack: int = 1):
         self.params = dict(params or {})
         self.search_seeds = list(search_seeds)
         self.earlier_cells: list = []  # tuning.json's cells when the sweep started (sweep())
@@ -179,6 +179,7 @@ class TuneSweeper(Sweeper):
         self.axes = {str(m): {str(k): list(to_plain(v)) for k, v in to_plain(a).items()}
                      for m, a in (to_plain(axes) or {}).items()}
         self.allow_unequal_budgets = allow_unequal_budgets
+        self.pack = int(pack)
         self.contrasts = {str(m): [str(k) for k in to_plain(keys)] for m, keys in (to_plain(contrasts) or {}).items()}
         self.contrast_seeds = list(to_plain(contrast_seeds)) if contrast_seeds is not None else None
         self.budgets: dict[tuple, tuple] = {}  # per cell: the override of its grown step budget
@@ -233,10 +234,49 @@ class TuneSweeper(Sweeper):
         return {LR: lrs, **(self.axes.get(method, {}) if self.search else {})}
 
     def launch(self, jobs: list[Job], first_index: int) -> None:
+        """The jobs through the launcher; with ``pack`` > 1, jobs that can share one frozen model's forward
+        (one cell, the same shapes) go in packs of up to ``pack``: one launcher job trains a pack
+        (ltune/packed.py), each run into its own folder."""
         if not jobs:
             return
-        overrides = [[*job.overrides, f"hydra.sweep.subdir={job.folder}"] for job in jobs]
+        overrides = []
+        for pack in self.packs(jobs):
+            first = pack[0]
+            extra = [f"pack={self.write_pack(pack)}"] if len(pack) > 1 else []
+            overrides.append([*first.overrides, *extra, f"hydra.sweep.subdir={first.folder}"])
         self.launcher.launch(overrides, initial_job_idx=first_index)
+
+    def packs(self, jobs: list[Job]) -> list[list[Job]]:
+        """Jobs in packs of up to ``pack`` that share a cell and every search value a run cannot change alone
+        (ltune.packed.PER_RUN), in the jobs' order; packable methods only."""
+        from ltune.packed import PACKABLE, PER_RUN
+
+        if self.pack <= 1:
+            return [[job] for job in jobs]
+        open_packs: dict = {}
+        packs: list[list[Job]] = []
+        for job in jobs:
+            method = next((o.partition("=")[2] for o in job.cell if o.startswith("method=")), None)
+            shape = tuple((k, v) for k, v in job.point if k not in PER_RUN)
+            key = (job.cell, job.budget, shape)
+            if method not in PACKABLE:
+                packs.append([job])
+                continue
+            pack = open_packs.get(key)
+            if pack is None or len(pack) >= self.pack:
+                pack = open_packs[key] = []
+                packs.append(pack)
+            pack.append(job)
+        return packs
+
+    def write_pack(self, pack: list[Job]) -> str:
+        """The pack's file (its runs' folders and overrides), read by the job that trains them."""
+        from ltune.run_files import write_json
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        path = sweep_dir / "packs" / f"{Path(pack[0].folder).name}.json"
+        write_json(path, {"members": [{"folder": job.folder, "overrides": job.overrides} for job in pack]})
+        return str(path.resolve())
 
     # -- the sweep -----------------------------------------------------------------------------
     def check_seeds(self) -> None:
@@ -282,6 +322,20 @@ class TuneSweeper(Sweeper):
         except LtuneError as err:
             print(f"ltune: {self.name(cell)}: {err}", file=sys.stderr)
             raise SystemExit(2) from None
+
+    def check_packing(self, cells: list[tuple]) -> None:
+        """pack > 1 needs the frozen model without dropout in every packable cell: one line before anything."""
+        from ltune.packed import PACKABLE
+
+        if self.pack <= 1:
+            return
+        for cell in cells:
+            cfg = self.job_config(cell)
+            if str(cfg.method.name) in PACKABLE and cfg.trainer.get("backbone_dropout", True):
+                print(f"ltune: hydra.sweeper.pack={self.pack} needs trainer.backbone_dropout=false ({self.name(cell)} has "
+                      "it true): one forward over several runs' texts cannot give each run its own dropout stream",
+                      file=sys.stderr)
+                raise SystemExit(2)
 
     def comparison_of(self, cell: tuple) -> tuple:
         """The cell's overrides but its method: the cells of one comparison share them."""
@@ -449,6 +503,7 @@ class TuneSweeper(Sweeper):
             raise SystemExit(2)
         self.check_seeds()
         cells = self.cells(arguments)
+        self.check_packing(cells)
         if self.chosen_from is not None:
             tuning = self.earlier_choices(cells)
             self.check_jobs(cells, {cell: [chosen_point(tuning[cell])] for cell in cells})

@@ -179,3 +179,28 @@ def test_a_held_out_slice_larger_than_the_training_set_is_noted():
     note = heldout_note(train=256, heldout=500, eval_every=10, steps=200, batch_size=8)
     assert note.startswith("ltune: note: 500 held-out texts for 256 training texts") and "max_heldout_samples=256" in note
     assert heldout_note(train=8000, heldout=500, eval_every=50, steps=1000, batch_size=32) is None
+
+
+def test_backbone_dropout_false_trains_the_maps_with_the_frozen_model_as_at_evaluation():
+    """trainer.backbone_dropout=false (what packed training needs): the frozen model stays in eval mode through
+    training, held-out evaluations included, while the method's own maps train."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from ltune.data import Example
+    from ltune.data.collate import evaluation_loader
+    from ltune.evaluation import predict_scores
+    from ltune.methods import build_method
+    from ltune.train import set_training_mode
+    from tests.tiny import LABEL_TEXTS, method_cfg, tiny_backbone
+
+    backbone = tiny_backbone("bert")
+    method = build_method(method_cfg("prefix"), backbone, LABEL_TEXTS)
+    loop = SimpleNamespace(components=SimpleNamespace(method=method, backbone=backbone),
+                           cfg=OmegaConf.create({"trainer": {"backbone_dropout": False}}))
+    set_training_mode(loop)
+    assert method.training and method.head.training and not backbone.model.training
+    loader = evaluation_loader([Example(("a text about sports",), 0, 0), Example(("cooking",), 1, 1)], backbone, 2)
+    predict_scores(method, loader, "cpu")  # a held-out evaluation in the middle of training
+    assert method.head.training and not any(m.training for m in backbone.model.modules())

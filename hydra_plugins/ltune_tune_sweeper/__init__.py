@@ -60,6 +60,9 @@ class TuneSweeperConf:
     #: contrast_seeds (default: the replicate seeds). The report pairs each with the chosen point.
     contrasts: Optional[Any] = None
     contrast_seeds: Optional[List[int]] = None
+    #: Up to this many runs of one cell (other seeds, rates or per-run options) train as one pack through one
+    #: frozen model's forward (ltune/packed.py; needs trainer.backbone_dropout=false). 1: each run alone.
+    pack: int = 1
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="ltune_tune", node=TuneSweeperConf, provider="ltune")

@@ -100,6 +100,8 @@ def train_task(cfg) -> dict | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if cfg.get("pack"):
+        return train_pack_task(cfg, Path(hydra_cfg.sweep.dir))
     resume = cfg.get("resume") is not None
     if multirun:
         (run_dir / run_files.FAILED).unlink(missing_ok=True)
@@ -142,11 +144,75 @@ def train_task(cfg) -> dict | None:
     return metrics
 
 
+def member_configs(cfg, sweep_dir: Path) -> list[tuple[object, Path]]:
+    """(config, run folder) of every run of the pack file ``cfg.pack`` names: the job's own config with each
+    member's overrides (its seed, rate and per-run options) applied, ``pack`` cleared (a packed run's
+    config.yaml is the run's alone)."""
+    import json
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf, open_dict
+
+    members = json.loads(Path(str(cfg.pack)).read_text())["members"]
+    parser = OverridesParser.create()
+    found = []
+    for member in members:
+        own = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+        for override in parser.parse_overrides(member["overrides"]):
+            key = override.get_key_element()
+            if key.lstrip("+~") not in configs.GROUPS:  # group choices are the pack's, the same for every member
+                with open_dict(own):
+                    OmegaConf.update(own, key, override.value(), force_add=True)
+        with open_dict(own):
+            own.pack = None
+        found.append((configs.onto_schema(own), sweep_dir / member["folder"]))
+    return found
+
+
+def train_pack_task(cfg, sweep_dir: Path) -> dict | None:
+    """One launcher job that trains a pack: each member skipped when finished, resumed when unfinished,
+    trained fresh otherwise; the rest train together (ltune/packed.py). A problem fails every member that
+    was to train, in its own failed.json; the sweep goes on."""
+    from ltune.packed import train_pack
+
+    todo, done = [], []
+    try:
+        for member, run_dir in member_configs(cfg, sweep_dir):
+            (run_dir / run_files.FAILED).unlink(missing_ok=True)
+            if finished_run_of(member, run_dir) is not None:
+                print(f"ltune: {run_dir} already finished; skipped", flush=True)
+                continue
+            resume = unfinished_run_of(member, run_dir)
+            if resume:
+                member = configs.load_run_config(run_dir / run_files.CONFIG)
+            configs.validate(member)
+            todo.append((member, run_dir, resume))
+        if todo:
+            done = train_pack([m for m, _, _ in todo], [d for _, d, _ in todo], [r for _, _, r in todo],
+                              Path(sweep_dir).name)
+    except LtuneError as err:
+        print(f"ltune: {err}", file=sys.stderr)
+        for _, run_dir, _ in todo:
+            record_failure(run_dir, str(err))
+        return None
+    except Exception as err:
+        import traceback
+
+        print(f"ltune: pack failed: {type(err).__name__}: {err}", file=sys.stderr)
+        for _, run_dir, _ in todo:
+            record_failure(run_dir, f"{type(err).__name__}: {err}", traceback.format_exc())
+        return None
+    for metrics in done:
+        dev = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dev"].items() if k != "examples")
+        print(f"ltune: dev {dev} (selected at step {metrics['selection']['best_step']} on held-out)")
+    return done[0] if done else None
+
+
 #: Settings that do not change what a run measures: a sweep's finished jobs are kept and its
 #: unfinished ones resumed whatever their values (a sweep moved with its output root, run again with
 #: another LTUNE_OUTPUT_DIR or logger, or with jobs side by side on fewer CPU threads each; threads
 #: change the last bits of floating-point sums, not the protocol).
-RESULT_FREE_KEYS = ("resume", "output_root", "logger", "trainer.num_threads")
+RESULT_FREE_KEYS = ("resume", "output_root", "logger", "trainer.num_threads", "pack")
 
 
 def saved_differences(cfg, run_dir: Path) -> list[str]:

@@ -318,10 +318,17 @@ def load_run_config(path: Path):
     the key's default)."""
     from omegaconf import OmegaConf
 
+    return onto_schema(OmegaConf.load(path))
+
+
+def onto_schema(saved):
+    """A run config (loaded or built as plain keys) merged onto the schema's dataclasses: typed, with the
+    defaults of keys it lacks, and its checks runnable (``validate``)."""
+    from omegaconf import OmegaConf
+
     from ltune.config.schema import RunConfig
     from ltune.methods import METHODS
 
-    saved = OmegaConf.load(path)
     schema = OmegaConf.structured(RunConfig)
     method = saved.get("method", {}).get("name")
     if method in METHODS:

@@ -174,6 +174,10 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the frozen backbone (inductor; on CPU it needs a C++ compiler)
     fused_optimizer: Any = "auto"  # AdamW's fused kernel: auto = on CUDA; true = also on CPU; false = never
     num_threads: Optional[int] = None  # CPU threads for torch; null = torch's default
+    #: Dropout inside the frozen model while training (its own layers' dropout, as transformers sets it).
+    #: false runs the frozen model as at evaluation; packed training (hydra.sweeper.pack) needs it, since
+    #: one forward over several runs' texts cannot give each run its own dropout stream.
+    backbone_dropout: bool = True
 
     def __post_init__(self):
         for key in ("batch_size", "eval_batch_size", "eval_every"):
@@ -228,6 +232,8 @@ class RunConfig:
     logger: LoggerConfig = MISSING
     seed: int = 42
     resume: Optional[str] = None  # a run folder to continue, or auto: the newest unfinished run of this config
+    #: Set by the tuning sweeper (hydra.sweeper.pack): a pack file naming the runs this job trains together.
+    pack: Optional[str] = None
     run_name: str = "${model.name}_${data.name}_${method.name}_s${seed}"
     output_root: str = "${oc.env:LTUNE_OUTPUT_DIR,outputs}"
 

@@ -13,7 +13,7 @@ from ltune.run_files import CONFIG, FAILED, LOG, METRICS, PREDICTIONS, read_json
 #: Keys that differ between seed replicates of one configuration, or that only say where files
 #: go and how progress is tracked: every other key of the resolved config must be equal for two
 #: runs to be averaged as replicates.
-NOT_A_SETTING = ("seed", "run_name", "output_root", "resume", "logger", "trainer.num_threads")
+NOT_A_SETTING = ("seed", "run_name", "output_root", "resume", "logger", "trainer.num_threads", "pack")
 
 
 def flatten(values: dict, prefix: str = "") -> dict:

@@ -29,7 +29,7 @@ class PrefixConfig(VirtualTokensConfig):
     reparam_hidden: int = 512
     #: How the prefix starts. random: the default, as P-tuning v2 and peft. text: as the model's own
     #: keys/values of init_text, so that the frozen model first reads its input as it would after
-    #: that text (a random prefix can wreck a decoder's features before any training; docs/findings.md).
+    #: that text (a random prefix can wreck a decoder's features before any training; studies/offline_table_smollm2/findings.md).
     init: PrefixInit = PrefixInit.random
     init_text: str = INIT_TEXT
 

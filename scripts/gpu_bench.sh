@@ -5,7 +5,8 @@
 #   1-4. Llama-2-7B's shape with random weights, bf16, batch 8 x 256: one speed setting changed per run
 #        (eager attention + default AdamW; + SDPA; + fused AdamW; + torch.compile), MFU per method;
 #   5-6. a 4-bit (NF4) and an 8-bit load of a random Llama (1.1B shape, saved to a temporary folder) and
-#        one training step of each method on it.
+#        one training step of each method on it;
+#   7.   packed training (ltune bench packed=...): packs of minilm-, SmolLM2- and 7B-shaped runs.
 #   WHEELS=gpu-wheels-cp312 OUT=gpu-bench bash scripts/gpu_bench.sh
 # PYTHONPATH set by the caller is kept (after the wheels and the checkout); without bitsandbytes
 # among the wheels, 5-6 are skipped with a line saying so.
@@ -47,5 +48,18 @@ elif [ "${SHRINK:-0}" != 1 ]; then
       model.quantization=$bits precision=bf16 batch_size=8 seq_len=256 steps=1 warmup=1 "out=$OUT/quant_$bits" \
       methods=prefix,l_prefix,prompt,l_prompt
   done
+fi
+# 7. Packed training (issue 42): packs of R runs through one frozen model against the same runs one after
+#    another, runs x samples per second and step memory: minilm's and SmolLM2's shapes (R = 1, 4, 16, 64),
+#    then Llama-2-7B's (prompt tuning, R = 1, 2, 4, 8; separate processes would hold 8 copies of 12.6 GB).
+if [ "${SHRINK:-0}" = 1 ]; then
+  "$PYTHON" -m ltune.cli bench "${COMMON[@]}" methods=prompt,l_prefix packed=1,2 "out=$OUT/packed"
+else
+  for shape in minilm smollm2; do
+    "$PYTHON" -m ltune.cli bench model=$shape data=sst2 batch_size=32 seq_len=32 precision=bf16 steps=10 warmup=2 \
+      methods=prefix,l_prefix,prompt,l_prompt packed=1,4,16,64 "out=$OUT/packed_$shape"
+  done
+  "$PYTHON" -m ltune.cli bench model=llama2_7b_random precision=bf16 batch_size=8 seq_len=256 steps=5 warmup=1 \
+    methods=prompt packed=1,2,4,8 "out=$OUT/packed_llama2_7b"
 fi
 echo "gpu-bench: everything is in $OUT"

@@ -32,7 +32,8 @@ BENCH_METHODS = [
 ]
 DEFAULTS = {"model": "minilm", "data": "sst2", "batch_size": "16", "seq_len": "128", "steps": "20", "warmup": "3",
             "precision": "fp32", "device": "auto", "compile": "false", "fused": "auto", "attn": "",
-            "out": "", "methods": "", "peak_tflops": "", "profile": "false"}
+            "out": "", "methods": "", "peak_tflops": "", "profile": "false", "packed": "", "layout": "both",
+            "threads": ""}
 #: Dense bf16 peak of cards we know, TFLOP/s (vendor figures, without sparsity), for model FLOPs utilisation.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "L4": 121.0}
 
@@ -294,12 +295,21 @@ def bench_command(args: list[str]) -> Path:
     options = parse(args)
     check_folder_path(out_folder(options), "the benchmark's folder (out=, or LTUNE_OUTPUT_DIR/bench)",
                       "give a writable one: out=<folder> or LTUNE_OUTPUT_DIR=<folder>")
-    report = run(options)
+    if options["layout"] not in ("both", "pack", "separate"):
+        raise LtuneError(f"bad bench option 'layout={options['layout']}'; valid: layout=both, pack or separate")
+    if options["threads"]:
+        torch.set_num_threads(int(options["threads"]))
+    if options["packed"]:
+        from ltune.packed_bench import packed_markdown, run_packed_bench
+
+        report, render = run_packed_bench(options), packed_markdown
+    else:
+        report, render = run(options), markdown
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    folder = out_folder(options) / f"{stamp}_{options['model']}_{options['precision']}"
+    folder = out_folder(options) / f"{stamp}_{options['model']}_{options['precision']}{'_packed' if options['packed'] else ''}"
     folder.mkdir(parents=True, exist_ok=False)
     write_json(folder / "bench.json", report)
-    table = markdown(report)
+    table = render(report)
     write_text(folder / "bench.md", table + "\n")
     print(table)
     print(f"ltune bench: wrote {folder}")

@@ -84,3 +84,13 @@ def test_the_benchmarks_folder_follows_ltune_output_dir(tmp_path, monkeypatch):
     assert out_folder(parse([f"out={tmp_path / 'here'}"])) == tmp_path / "here"
     monkeypatch.delenv("LTUNE_OUTPUT_DIR")
     assert out_folder(parse([])) == __import__("pathlib").Path("outputs") / "bench"
+
+
+def test_packed_bench_times_a_pack_against_the_same_runs_one_after_another(tmp_path):
+    folder = main(["model=minilm", "data=sst2", "batch_size=2", "seq_len=8", "steps=1", "warmup=1",
+                   "methods=prefix,l_prompt", "packed=1,2", f"out={tmp_path}"])
+    report = json.loads((folder / "bench.json").read_text())
+    assert [(r["method"], r["runs"]) for r in report["results"]] == [("prefix", 1), ("prefix", 2), ("l_prompt", 1),
+                                                                      ("l_prompt", 2)]
+    assert all(r["pack_seconds"] > 0 and r["alone_seconds"] > 0 for r in report["results"])
+    assert "| prefix | 2 |" in (folder / "bench.md").read_text()

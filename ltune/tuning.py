@@ -225,12 +225,12 @@ class TuneSweeper(Sweeper):
 
     def search_axes(self, cell: tuple) -> dict:
         """{key: values} the cell searches: the learning rate (the method's lr_search, or the sweeper's
-        lr_search for that method; method.lr alone without a search), then the sweeper's axes for the
+        lr_search for that method; without a search, the cell's trainer.lr, method.lr unless set), then the sweeper's axes for the
         cell's method (hydra.sweeper.axes), in the order given."""
         cfg = self.job_config(cell)
         method = str(cfg.method.name)
         space = (self.lr_search or {}).get(method, cfg.method.lr_search)
-        lrs = [float(lr) for lr in space] if self.search else [float(cfg.method.lr)]
+        lrs = [float(lr) for lr in space] if self.search else [float(cfg.trainer.lr)]  # the cell's own rate
         return {LR: lrs, **(self.axes.get(method, {}) if self.search else {})}
 
     def launch(self, jobs: list[Job], first_index: int) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ltune.commands.bench_inputs import cfg_method_defaults, synthetic_batch
 from ltune.errors import LtuneError
 
 BENCH_METHODS = [
@@ -56,17 +57,6 @@ def parse(args: list[str]) -> dict[str, str]:
     if options["fused"] not in ("auto", "true", "false"):
         raise LtuneError(f"bad bench option 'fused={options['fused']}'; valid: fused=auto, fused=true or fused=false")
     return options
-
-
-def _synthetic_batch(backbone, size: int, length: int, num_labels: int, generator: torch.Generator) -> dict:
-    """Random token ids of one fixed shape, collated as training collates them (pairs included)."""
-    from ltune.data.collate import PairCollator
-
-    vocab = backbone.model.get_input_embeddings().weight.shape[0]
-    ids = torch.randint(1000, vocab, (size, length), generator=generator).tolist()
-    labels = torch.randint(0, num_labels, (size,), generator=generator).tolist()
-    items = [{"input_ids": row, "token_type_ids": [0] * length, "label": y} for row, y in zip(ids, labels)]
-    return PairCollator(backbone, num_labels, generator)(items)
 
 
 def _sync(device):
@@ -217,7 +207,7 @@ def run(options: dict[str, str]) -> dict:
         (v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
     label_texts = list(cfg.data.label_texts)
     batch = {k: v.to(device) for k, v in
-             _synthetic_batch(backbone, size, length, len(label_texts), torch.Generator().manual_seed(0)).items()}
+             synthetic_batch(backbone, size, length, len(label_texts), torch.Generator().manual_seed(0)).items()}
     runs = build_runs(wanted, backbone, label_texts, device, {"auto": "auto", "true": True, "false": False}[options["fused"]])
     measure(runs, batch, device, precision, steps, warmup)
     profiles = {}
@@ -239,14 +229,6 @@ def run(options: dict[str, str]) -> dict:
         "results": summarise(runs, backbone_params, size, length, peak, device),
         "profiles": profiles,
     }
-
-
-def cfg_method_defaults(name: str) -> dict:
-    from omegaconf import OmegaConf
-
-    from ltune.config import compose
-
-    return OmegaConf.to_container(compose([f"method={name}"]).method, resolve=True)
 
 
 def markdown(report: dict) -> str:
@@ -300,7 +282,7 @@ def bench_command(args: list[str]) -> Path:
     if options["threads"]:
         torch.set_num_threads(int(options["threads"]))
     if options["packed"]:
-        from ltune.packed_bench import packed_markdown, run_packed_bench
+        from ltune.commands.bench_packed import packed_markdown, run_packed_bench
 
         report, render = run_packed_bench(options), packed_markdown
     else:

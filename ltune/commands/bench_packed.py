@@ -39,7 +39,7 @@ class _FixedRate:
 
 
 def _loops(method_name: str, count: int, backbone, label_texts, device, runtime) -> list:
-    from ltune.commands.bench import cfg_method_defaults
+    from ltune.commands.bench_inputs import cfg_method_defaults
     from ltune.methods import build_method
     from ltune.runtime import build_optimizer, place, seed_everything
 
@@ -91,7 +91,7 @@ def _timed(device, work) -> tuple[float, float | None]:
 
 def run_packed_bench(options: dict) -> dict:
     from ltune.backbone import load_backbone
-    from ltune.commands.bench import _synthetic_batch
+    from ltune.commands.bench_inputs import synthetic_batch
     from ltune.config import compose
     from ltune.runtime import pick_device
 
@@ -119,7 +119,7 @@ def run_packed_bench(options: dict) -> dict:
     for method_name in wanted:
         for count in sizes:
             loops = _loops(method_name, count, backbone, label_texts, device, runtime)
-            batches = [{k: v.to(device) for k, v in _synthetic_batch(backbone, size, length, len(label_texts),
+            batches = [{k: v.to(device) for k, v in synthetic_batch(backbone, size, length, len(label_texts),
                                                                       torch.Generator().manual_seed(100 + r)).items()}
                        for r in range(count)]
             for loop in loops:

@@ -38,11 +38,13 @@ class ScriptedSweeper(TuneSweeper):
             if path.exists():
                 continue
             self.trained.append(job.folder)
-            lr = float(next(o for o in job.overrides if o.startswith("trainer.lr=")).split("=")[1])
-            score = self.score(lr)
             path.parent.mkdir(parents=True)
-            path.write_text(json.dumps({"selection": {"metric": "accuracy", "score": score, "accuracy": score},
-                                        "sizes": {"heldout": 500}}))
+            path.write_text(json.dumps(self.metrics_of(job)))
+
+    def metrics_of(self, job) -> dict:
+        """The metrics.json a job writes: its held-out score from ``score(lr)``."""
+        score = self.score(float(next(o for o in job.overrides if o.startswith("trainer.lr=")).split("=")[1]))
+        return {"selection": {"metric": "accuracy", "score": score, "accuracy": score}, "sizes": {"heldout": 500}}
 
 
 def tuned_cell(sweep_dir):
@@ -181,23 +183,14 @@ class BudgetedSweeper(ScriptedSweeper):
         return OmegaConf.create({"method": {"name": "prefix", "lr_search": SPACE, "lr": 0.01},
                                  "trainer": {"epochs": None, "max_steps": steps}})
 
-    def launch(self, jobs, first_index):
-        for job in jobs:
-            self.launched.append(job.folder)
-            path = Path(self.config.hydra.sweep.dir) / job.folder / "metrics.json"
-            if path.exists():
-                continue
-            self.trained.append(job.folder)
-            lr = float(next(o for o in job.overrides if o.startswith("trainer.lr=")).split("=")[1])
-            steps = self.job_config(job.cell, job.budget).trainer.max_steps
-            best = min(steps, 4000)
-            score = self.score(lr) + 0.01 * best / 1000
-            path.parent.mkdir(parents=True)
-            path.write_text(json.dumps({"selection": {"metric": "accuracy", "score": score, "accuracy": score,
-                                                      "best_step": best},
-                                        "stopped": {"step": steps, "budget_steps": steps,
-                                                    "reason": "max_steps" if best == steps else "early_stopping"},
-                                        "timing": {"total_seconds": steps / 10}, "sizes": {"heldout": 500}}))
+    def metrics_of(self, job) -> dict:
+        lr = float(next(o for o in job.overrides if o.startswith("trainer.lr=")).split("=")[1])
+        steps = self.job_config(job.cell, job.budget).trainer.max_steps
+        best = min(steps, 4000)
+        score = self.score(lr) + 0.01 * best / 1000
+        return {"selection": {"metric": "accuracy", "score": score, "accuracy": score, "best_step": best},
+                "stopped": {"step": steps, "budget_steps": steps, "reason": "max_steps" if best == steps else "early_stopping"},
+                "timing": {"total_seconds": steps / 10}, "sizes": {"heldout": 500}}
 
 
 def test_a_capped_cell_is_flagged_and_its_budget_grows_within_its_limit(tmp_path, capsys):
@@ -226,18 +219,10 @@ def test_a_capped_cell_is_flagged_and_its_budget_grows_within_its_limit(tmp_path
 class JointSweeper(ScriptedSweeper):
     """Scripted held-out scores over several axes: ``score(point)`` gets {key: value} of a job's overrides."""
 
-    def launch(self, jobs, first_index):
-        for job in jobs:
-            self.launched.append(job.folder)
-            path = Path(self.config.hydra.sweep.dir) / job.folder / "metrics.json"
-            if path.exists():
-                continue
-            self.trained.append(job.folder)
-            values = dict(o.split("=", 1) for o in job.overrides if o.startswith(("trainer.", "method.", "data.")))
-            score = self.score(values)
-            path.parent.mkdir(parents=True)
-            path.write_text(json.dumps({"selection": {"metric": "accuracy", "score": score, "accuracy": score},
-                                        "sizes": {"heldout": 500}}))
+    def metrics_of(self, job) -> dict:
+        values = dict(o.split("=", 1) for o in job.overrides if o.startswith(("trainer.", "method.", "data.")))
+        score = self.score(values)
+        return {"selection": {"metric": "accuracy", "score": score, "accuracy": score}, "sizes": {"heldout": 500}}
 
 
 def joint_score(values):

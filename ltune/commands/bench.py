@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ltune.commands.bench_inputs import cfg_method_defaults, synthetic_batch
+from ltune.commands.bench_common import cfg_method_defaults, synthetic_batch, timed
 from ltune.errors import LtuneError
 
 BENCH_METHODS = [
@@ -59,11 +59,6 @@ def parse(args: list[str]) -> dict[str, str]:
     return options
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @dataclasses.dataclass
 class MethodTimings:
     """One method under measurement, with what was measured of it so far."""
@@ -80,16 +75,8 @@ class MethodTimings:
 def _timed(device, work, timings: MethodTimings) -> float:
     """Seconds ``work`` takes (the GPU synchronised around it). On CUDA it also tracks the most
     memory the work allocated on top of what was already allocated (activations, gradients)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-    _sync(device)
-    tick = time.perf_counter()
-    work()
-    _sync(device)
-    seconds = time.perf_counter() - tick
-    if device.type == "cuda":
-        extra = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    seconds, extra = timed(device, work)
+    if extra is not None:
         timings.step_memory_mb = max(timings.step_memory_mb, extra)
     return seconds
 

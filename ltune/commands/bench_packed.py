@@ -25,6 +25,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ltune.errors import LtuneError
+from ltune.commands.bench_common import timed
 from ltune.packed import PACKABLE, packed_step
 
 
@@ -39,7 +40,7 @@ class _FixedRate:
 
 
 def _loops(method_name: str, count: int, backbone, label_texts, device, runtime) -> list:
-    from ltune.commands.bench_inputs import cfg_method_defaults
+    from ltune.commands.bench_common import cfg_method_defaults
     from ltune.methods import build_method
     from ltune.runtime import build_optimizer, place, seed_everything
 
@@ -69,29 +70,9 @@ def _alone_step(loop, batch, device, precision) -> None:
     loop.optimisation.optimizer.zero_grad(set_to_none=True)
 
 
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(device, work) -> tuple[float, float | None]:
-    """(seconds, MB a step allocates on top of what was allocated before: CUDA only)."""
-    before = None
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-    _sync(device)
-    tick = time.perf_counter()
-    work()
-    _sync(device)
-    seconds = time.perf_counter() - tick
-    extra = (torch.cuda.max_memory_allocated(device) - before) / 2**20 if before is not None else None
-    return seconds, extra
-
-
 def run_packed_bench(options: dict) -> dict:
     from ltune.backbone import load_backbone
-    from ltune.commands.bench_inputs import synthetic_batch
+    from ltune.commands.bench_common import synthetic_batch
     from ltune.config import compose
     from ltune.runtime import pick_device
 
@@ -128,12 +109,12 @@ def run_packed_bench(options: dict) -> dict:
             pack, alone, pack_mb, alone_mb = [], [], [], []
             for round_ in range(warmup + steps):
                 if layout in ("both", "pack"):
-                    seconds, extra = _timed(device, lambda: packed_step(loops, batches))
+                    seconds, extra = timed(device, lambda: packed_step(loops, batches))
                     if round_ >= warmup:
                         pack.append(seconds)
                         pack_mb.append(extra)
                 if layout in ("both", "separate"):
-                    seconds, extra = _timed(device, lambda: [_alone_step(loop, batch, device, precision)
+                    seconds, extra = timed(device, lambda: [_alone_step(loop, batch, device, precision)
                                                              for loop, batch in zip(loops, batches)])
                     if round_ >= warmup:
                         alone.append(seconds)

@@ -1,6 +1,8 @@
-"""What the benchmarks feed a method: synthetic batches of one shape, and a method's default config."""
+"""What the benchmarks share: synthetic batches of one shape, a method's default config, and timing a piece of work."""
 
 from __future__ import annotations
+
+import time
 
 import torch
 
@@ -22,3 +24,24 @@ def cfg_method_defaults(name: str) -> dict:
     from ltune.config import compose
 
     return OmegaConf.to_container(compose([f"method={name}"]).method, resolve=True)
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device, work) -> tuple[float, float | None]:
+    """(seconds ``work`` takes, the GPU synchronised around it; on CUDA the most memory it allocated on top of
+    what was allocated before, in MB, else None)."""
+    before = None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    sync(device)
+    tick = time.perf_counter()
+    work()
+    sync(device)
+    seconds = time.perf_counter() - tick
+    extra = (torch.cuda.max_memory_allocated(device) - before) / 2**20 if before is not None else None
+    return seconds, extra

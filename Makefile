@@ -142,10 +142,10 @@ reproduce-ablations:
 	    hydra.sweep.dir=$(ABLATION_SWEEP)/$$name || exit 1; done
 	$(BIN)/ltune report $(dir $(ABLATION_SWEEP))
 
-# SST-2 on minilm with 10 unselected replicates per method (issue 22's protocol; docs/sst2_seeds/PLAN.md).
-# The sweep folder is docs/sst2_seeds/runs: commit its finished runs' small files (never weights or
+# SST-2 on minilm with 10 unselected replicates per method (issue 22's protocol; studies/sst2_seeds/PLAN.md).
+# The sweep folder is studies/sst2_seeds/runs: commit its finished runs' small files (never weights or
 # checkpoints: .gitignore) as they finish; the same command on any machine continues the sweep.
-SST2_SEEDS_SWEEP ?= docs/sst2_seeds/runs
+SST2_SEEDS_SWEEP ?= studies/sst2_seeds/runs
 reproduce-sst2-seeds:
 	@test -n "$(LTUNE_GLUE_DIR)" || { echo "set LTUNE_GLUE_DIR to a folder in GLUE's TSV layout (SST-2/)" >&2; exit 2; }
 	HF_HUB_OFFLINE=1 LTUNE_GLUE_DIR=$(LTUNE_GLUE_DIR) $(BIN)/ltune train experiment=sst2_seeds \

@@ -1,4 +1,4 @@
-"""The seed plan of docs/sst2_seeds/PLAN.md from committed runs: per pair, the smallest difference a
+"""The seed plan of studies/sst2_seeds/PLAN.md from committed runs: per pair, the smallest difference a
 Welch test (alpha 0.05, two-sided) detects with 80% power at n seeds a side, and the seeds a side
 that detect 0.02 and 0.01, at the seed standard deviations of a results.csv.
 

@@ -62,6 +62,8 @@ def test_a_run_that_stops_early_leaves_the_pack_and_the_others_go_on(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (["trainer.backbone_dropout=true"], "packed runs need trainer.backbone_dropout=false"),
     (["method.num_virtual_tokens=4"], "differ in method.num_virtual_tokens"),
+    (["model.max_length=64"], "differ in model.max_length"),
+    (["model=smollm2"], "differ in model."),
 ])
 def test_runs_that_cannot_share_a_forward_are_refused_before_anything_loads(tmp_path, overrides, message):
     from ltune.errors import LtuneError
